@@ -1,0 +1,192 @@
+"""The ``nfc`` command line.
+
+User errors (bad files, unsupported models, bad targets) print one clear message on stderr and
+exit with status 2, never a traceback. ``--json`` prints machine-readable output on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from nfc.errors import NfcError
+
+__all__ = ["main"]
+
+
+def _fmt_count(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:g}"
+
+
+def _shape(s) -> str:
+    return "x".join(map(str, s)) if s else "-"
+
+
+def _table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells):
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in pairs)
+
+    out = [line(headers), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in rows]
+    return "\n".join(x.rstrip() for x in out)
+
+
+# -- nfc targets ---------------------------------------------------------------------------------------
+def cmd_targets(args: argparse.Namespace) -> int:
+    from nfc.arch import list_targets, load_target
+
+    names = args.files or list(list_targets())
+    cfgs = [load_target(n) for n in names]
+    if args.json:
+        print(json.dumps([c.to_dict() for c in cfgs], indent=2))
+        return 0
+    rows = []
+    for c in cfgs:
+        mem = (
+            f"{c.memory.read_gbytes_per_s:g} shared"
+            if c.memory.shared
+            else f"{c.memory.read_gbytes_per_s:g} r + {c.memory.write_gbytes_per_s:g} w"
+        )
+        rows.append(
+            [
+                c.name,
+                f"{c.grid.rows}x{c.grid.cols}",
+                f"{c.convolvers} x {c.tile.convolver_size}x{c.tile.convolver_size}",
+                str(c.macs),
+                f"{c.grid.clock_mhz:g}",
+                f"{c.peak_gops:.1f}",
+                mem,
+                f"{c.io.ports} ({c.io.max_read_ports}r/{c.io.max_write_ports}w)",
+                f"Q{c.numerics.word_bits - c.numerics.frac_bits}.{c.numerics.frac_bits}",
+            ]
+        )
+    print(
+        _table(
+            ["target", "grid", "convolvers", "MACs", "MHz", "peak GOPS", "memory GB/s", "ports", "word"],
+            rows,
+            right={3, 4, 5},
+        )
+    )
+    return 0
+
+
+# -- nfc inspect ---------------------------------------------------------------------------------------
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from nfc.compiler.analysis import layer_stats, totals
+    from nfc.compiler.passes import run_pipeline
+    from nfc.frontends.onnx import import_onnx
+
+    graph = run_pipeline(import_onnx(args.model))
+    stats = layer_stats(graph)
+    tot = totals(stats)
+    if args.json:
+        doc = {
+            "model": str(args.model),
+            "inputs": [{"name": n.name, "shape": list(n.attr("onnx_shape"))} for n in graph.inputs],
+            "outputs": [{"name": o.name, "shape": list(o.onnx_shape)} for o in graph.outputs],
+            "layers": [s.to_dict() for s in stats],
+            "totals": tot,
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    if args.ir:
+        print(graph.dump(), end="")
+        return 0
+    rows = []
+    for s in stats:
+        mac = _fmt_count(s.macs) if s.macs else "-"
+        if s.macs and s.macs != s.dense_macs:
+            mac += f" (of {_fmt_count(s.dense_macs)})"
+        rows.append(
+            [
+                str(s.index),
+                s.name,
+                s.op,
+                s.where,
+                ", ".join(_shape(i) for i in s.inputs),
+                _shape(s.output),
+                _fmt_count(s.params) if s.params else "-",
+                mac,
+                _fmt_count(s.ops) if s.ops else "-",
+            ]
+        )
+    ins = ", ".join(f"{n.name} {_shape(n.attr('onnx_shape'))}" for n in graph.inputs)
+    outs = ", ".join(f"{o.name} {_shape(o.onnx_shape)}" for o in graph.outputs)
+    print(f"model {args.model}: inputs {ins}; outputs {outs}")
+    print(
+        _table(
+            ["#", "layer", "op", "runs on", "input", "output", "params", "MACs", "ops"],
+            rows,
+            right={0, 6, 7, 8},
+        )
+    )
+    host = ", ".join(tot["host_layers"]) or "none"
+    print(
+        f"\ntotal: {tot['layers']} layers, {_fmt_count(tot['params'])} params, "
+        f"{_fmt_count(tot['macs'])} MACs (dense {_fmt_count(tot['dense_macs'])}), "
+        f"{tot['gop']:.4f} GOP per inference"
+    )
+    print(f"host ops: {host} ({100 * tot['host_op_share']:.3f}% of ops)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nfc import __version__
+
+    p = argparse.ArgumentParser(
+        prog="nfc",
+        description="Compile convnets from ONNX to a NeuFlow-style dataflow accelerator.",
+        epilog="Run 'nfc COMMAND --help' for the options of a command.",
+    )
+    p.add_argument("--version", action="version", version=f"nfc {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser(
+        "targets",
+        help="list the accelerator targets (grid, MACs, clock, peak GOPS, bandwidth)",
+        description="List the shipped accelerator targets, or check and show target files.",
+    )
+    t.add_argument(
+        "files", nargs="*", metavar="TARGET", help="target names or .toml paths (default: all shipped)"
+    )
+    t.add_argument("--json", action="store_true", help="print every field as JSON")
+    t.set_defaults(func=cmd_targets)
+
+    i = sub.add_parser(
+        "inspect",
+        help="per-layer shapes, parameters, MACs and where each layer runs",
+        description="Import an ONNX model and show, per layer, the op, shapes, parameters, "
+        "MACs, ops and whether it runs on the grid or the host.",
+    )
+    i.add_argument("model", help="path of an .onnx model")
+    i.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    i.add_argument("--ir", action="store_true", help="print the imported IR as text instead")
+    i.set_defaults(func=cmd_inspect)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except NfcError as exc:
+        print(f"nfc: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nfc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

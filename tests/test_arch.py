@@ -1,0 +1,164 @@
+"""Targets: the shipped files load, derived figures are right, broken files get precise errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from importlib import resources
+
+import pytest
+
+from nfc.arch import ArchConfig, arch_from_dict, list_targets, load_target
+from nfc.cli import main
+from nfc.errors import TargetError
+
+
+def _raw(name: str) -> dict:
+    return tomllib.loads(resources.files("nfc").joinpath("targets", f"{name}.toml").read_text())
+
+
+def test_shipped_targets_load():
+    assert list_targets() == ("virtex6", "asic45", "tiny")
+    for name in list_targets():
+        cfg = load_target(name)
+        assert isinstance(cfg, ArchConfig)
+        assert cfg.name == name
+
+
+def test_virtex6_is_the_neuflow_ml605_build():
+    v = load_target("virtex6")
+    assert v.convolvers == 4 and v.tile.convolver_size == 10 and v.macs == 400
+    assert v.mappers == 4 and v.tile.mapper_segments == 8 and v.alus == 4
+    assert v.tile.fifo_depth == 64
+    assert (v.numerics.word_bits, v.numerics.frac_bits) == (16, 8)
+    assert v.grid.clock_mhz == 200
+    assert v.io.ports == 6 and (v.io.max_read_ports, v.io.max_write_ports) == (5, 1)
+    assert v.total_gbytes_per_s == pytest.approx(2.72)
+    assert v.peak_gops == pytest.approx(163.2)  # luaFlow's 2*(convs*100+mappers+ALUs)*f
+
+
+def test_asic45_and_tiny():
+    a = load_target("asic45")
+    assert a.grid.clock_mhz == 400 and a.io.ports == 7
+    assert not a.memory.shared and a.total_gbytes_per_s == pytest.approx(12.8)
+    assert a.peak_gops == pytest.approx(326.4)
+    t = load_target("tiny")
+    assert (t.grid.rows, t.grid.cols, t.tile.convolver_size) == (2, 2, 3)
+
+
+def test_config_is_frozen():
+    v = load_target("virtex6")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        v.grid.rows = 3  # type: ignore[misc]
+
+
+def test_user_file_by_path(tmp_path):
+    text = resources.files("nfc").joinpath("targets", "tiny.toml").read_text()
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        text.replace('name = "tiny"', 'name = "mine"').replace("clock_mhz = 100.0", "clock_mhz = 150.0")
+    )
+    cfg = load_target(path)
+    assert cfg.name == "mine" and cfg.grid.clock_mhz == 150
+
+
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("grid", "rows", 0, "bad.toml: grid.rows must be between 1 and 16 (tile rows), not 0"),
+        ("tile", "convolver_size", 2.5, "bad.toml: tile.convolver_size must be an integer, not 2.5"),
+        ("tile", "fifo_depth", "deep", "bad.toml: tile.fifo_depth must be a number, not 'deep'"),
+        ("memory", "shared", 1, "bad.toml: memory.shared must be true or false, not 1"),
+        (
+            "numerics",
+            "frac_bits",
+            16,
+            "bad.toml: numerics.frac_bits must be less than numerics.word_bits (16), not 16",
+        ),
+        ("io", "max_read_ports", 9, "bad.toml: io.max_read_ports must be at most io.ports (6), not 9"),
+        (
+            "memory",
+            "read_gbytes_per_s",
+            -1.0,
+            "bad.toml: memory.read_gbytes_per_s must be between 0.01 and 1000 "
+            "(sustained read bandwidth in GB/s (1e9 bytes/s)), not -1.0",
+        ),
+    ],
+)
+def test_bad_values_name_field_value_and_range(section, key, value, message):
+    data = _raw("virtex6")
+    data[section][key] = value
+    with pytest.raises(TargetError) as err:
+        arch_from_dict(data, "bad.toml")
+    assert str(err.value) == message
+
+
+def test_unknown_and_missing_keys():
+    data = _raw("tiny")
+    data["tile"]["convolver"] = 3
+    with pytest.raises(
+        TargetError, match=r"unknown key tile\.convolver; the keys of \[tile\] are: convolver_size"
+    ):
+        arch_from_dict(data, "bad.toml")
+    data = _raw("tiny")
+    del data["memory"]["latency_cycles"]
+    with pytest.raises(TargetError) as err:
+        arch_from_dict(data, "bad.toml")
+    assert (
+        str(err.value)
+        == "bad.toml: missing key memory.latency_cycles (grid cycles from a read request to its first word)"
+    )
+    data = _raw("tiny")
+    del data["io"]
+    with pytest.raises(TargetError, match=r"^bad\.toml: missing section \[io\]$"):
+        arch_from_dict(data, "bad.toml")
+
+
+def test_cli_targets_table(capsys):
+    assert main(["targets"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "target",
+        "grid",
+        "convolvers",
+        "MACs",
+        "MHz",
+        "peak",
+        "GOPS",
+        "memory",
+        "GB/s",
+        "ports",
+        "word",
+    ]
+    assert any(line.startswith("virtex6") and "163.2" in line and "2.72 shared" in line for line in lines)
+    assert any(line.startswith("asic45") and "326.4" in line and "6.4 r + 6.4 w" in line for line in lines)
+    assert any(line.startswith("tiny") for line in lines)
+
+
+def test_cli_targets_json(capsys):
+    assert main(["targets", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [d["name"] for d in doc] == ["virtex6", "asic45", "tiny"]
+    assert doc[0]["derived"]["peak_gops"] == 163.2
+    assert doc[0]["memory"]["read_gbytes_per_s"] == 2.72
+
+
+def test_cli_broken_target_file(tmp_path, capsys):
+    bad = tmp_path / "broken.toml"
+    bad.write_text(
+        resources.files("nfc").joinpath("targets", "tiny.toml").read_text().replace("rows = 2", "rows = 99")
+    )
+    assert main(["targets", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err == "nfc: error: broken.toml: grid.rows must be between 1 and 16 (tile rows), not 99\n"
+    syntax = tmp_path / "syntax.toml"
+    syntax.write_text("name = \n")
+    assert main(["targets", str(syntax)]) == 2
+    assert capsys.readouterr().err.startswith("nfc: error: syntax.toml: not valid TOML: ")
+    assert main(["targets", "no-such-target"]) == 2
+    assert capsys.readouterr().err == (
+        "nfc: error: unknown target 'no-such-target': give one of virtex6, asic45, tiny or the path of a "
+        "target .toml file\n"
+    )
