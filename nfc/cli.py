@@ -132,7 +132,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(
         f"\ntotal: {tot['layers']} layers, {_fmt_count(tot['params'])} params, "
         f"{_fmt_count(tot['macs'])} MACs (dense {_fmt_count(tot['dense_macs'])}), "
-        f"{tot['gop']:.4f} GOP per inference"
+        f"{tot['gop']:.4g} GOP per inference"
     )
     print(f"host ops: {host} ({100 * tot['host_op_share']:.3f}% of ops)")
     return 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+from fractions import Fraction
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from nfc.compiler.ir import FLOAT32, Graph, GraphOutput, Node, Op, TensorType, make_node
+from nfc.compiler.ir import FLOAT32, Graph, GraphOutput, IRError, Node, Op, TensorType, make_node
 from nfc.compiler.shapes import infer_shape, window_out
 from nfc.compiler.verify import verify
 from nfc.errors import ModelError
@@ -87,9 +88,10 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
-    except Exception as exc:  # protobuf raises DecodeError or RuntimeError depending on backend
+    except Exception:  # protobuf raises DecodeError or RuntimeError depending on backend; its text
+        # ("Wire format was corrupt") tells a user no more than this does
         raise ModelError(
-            f"{p}: not an ONNX model (the protobuf does not parse: {exc}); the file may be truncated "
+            f"{p}: not an ONNX model (the protobuf does not parse); the file may be truncated "
             "or of another format"
         ) from None
     if model.ir_version == 0 or not model.HasField("graph") or not model.graph.node:
@@ -106,8 +108,13 @@ def check_model(model: onnx.ModelProto, label: str) -> None:
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise ModelError(f"{label}: the ONNX checker rejects the model: {first}") from None
+        raise ModelError(f"{label}: the ONNX checker rejects the model: {_one_line(exc)}") from None
+
+
+def _one_line(exc: Exception, limit: int = 400) -> str:
+    """An exception's text on one line (onnx's messages span lines and dump nodes), cut at ``limit``."""
+    text = " ".join(str(exc).split()) or repr(exc)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _opset(model: onnx.ModelProto, label: str) -> int:
@@ -127,8 +134,7 @@ def _infer_shapes(model: onnx.ModelProto, label: str) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise ModelError(f"{label}: ONNX shape inference fails: {first}") from None
+        raise ModelError(f"{label}: ONNX shape inference fails: {_one_line(exc)}") from None
 
 
 def _static_shape(vi: onnx.ValueInfoProto) -> tuple[int, ...] | None:
@@ -153,6 +159,8 @@ class _Importer:
         self.vals: dict[str, _Val] = {}
         self.nodes: list[Node] = []
         self.issues: list[str] = []
+        self.failed: set[str] = set()  # ONNX values not imported because of a reported issue
+        self.listed_ops = False  # whether an issue has listed the supported ops yet
         self.inferred: dict[str, tuple[int, ...]] = {}
         g = self.model.graph
         for vi in list(g.value_info) + list(g.output) + list(g.input):
@@ -165,7 +173,10 @@ class _Importer:
              onnx_shape: tuple[int, ...] | None = None) -> _Val:
         """Append an IR node, computing its shape with the op's shape rule; record the ONNX value."""
         probe = make_node(name, op, [v.node for v in inputs], (), attrs, params, source=source)
-        shape = infer_shape(probe, [v.ir_shape for v in inputs])
+        try:
+            shape = infer_shape(probe, [v.ir_shape for v in inputs])
+        except IRError as exc:  # a malformed node that onnx's shape inference let through
+            raise _Issue(f"the node is malformed: {str(exc).split('): ', 1)[-1]}") from None
         node = Node(probe.name, op, probe.inputs, TensorType(shape, FLOAT32), probe.attrs, probe.params, source)
         self.nodes.append(node)
         if onnx_shape is None:
@@ -204,7 +215,8 @@ class _Importer:
                 raise ValueError
         except ValueError:
             raise _Issue(f"constant of shape {list(c.shape)} does not broadcast to the input's "
-                         f"{list(x.onnx_shape)} without enlarging it") from None
+                         f"{list(x.onnx_shape)} without enlarging it",
+                         "give a per-channel constant the shape (C, 1, 1)") from None
         if x.batched and c.ndim == len(x.onnx_shape):
             c = c.reshape(c.shape[1:])
         return c
@@ -215,13 +227,20 @@ class _Importer:
         for init in g.initializer:
             self.consts[init.name] = numpy_helper.to_array(init)
         self._inputs(g)
+        self.failed.update(i.name for i in g.input if i.name not in self.vals and i.name not in self.consts)
         for index, node in enumerate(g.node):
             label = node.name or f"{node.op_type}_{index}"
             try:
+                if any(i in self.failed for i in node.input if i):
+                    # downstream of a problem already reported: only an unsupported op type is news
+                    self.failed.update(o for o in node.output if o)
+                    self._check_op_type(node)
+                    continue
                 self._node(node, label)
             except _Issue as issue:
                 hint = f" (hint: {issue.hint})" if issue.hint else ""
                 self.issues.append(f"node {label!r} ({node.op_type}): {issue.what}{hint}")
+                self.failed.update(o for o in node.output if o)
         outputs = []
         for out in g.output:
             if out.name in self.vals:
@@ -229,7 +248,7 @@ class _Importer:
                 outputs.append(GraphOutput(out.name, v.node, v.onnx_shape))
             elif out.name in self.consts:
                 self.issues.append(f"output {out.name!r} is a constant; nfc needs outputs computed from the input")
-            elif not any(out.name in iss for iss in self.issues):
+            elif out.name not in self.failed:
                 self.issues.append(f"output {out.name!r} is not produced by any supported node")
         if self.issues:
             n = len(self.issues)
@@ -261,6 +280,12 @@ class _Importer:
             for axis, d in enumerate(dims):
                 if d.HasField("dim_value") and d.dim_value > 0:
                     shape.append(int(d.dim_value))
+                elif d.HasField("dim_value"):
+                    self.issues.append(
+                        f"input {inp.name!r} has an empty dimension ({d.dim_value}) at axis {axis}; every "
+                        "dimension must be at least 1 (hint: export with a real input shape)")
+                    shape = None
+                    break
                 else:
                     sym = d.dim_param or "?"
                     self.issues.append(
@@ -281,10 +306,21 @@ class _Importer:
             self.nodes.append(node)
             self.vals[inp.name] = _Val(inp.name, tuple(shape))
 
-    def _node(self, node: onnx.NodeProto, label: str) -> None:
+    def _check_op_type(self, node: onnx.NodeProto) -> None:
+        """Raise an issue if nfc can never import a node of this domain and op type."""
         if node.domain not in ("", "ai.onnx"):
             raise _Issue(f"custom domain {node.domain!r} is not supported",
                          "export with standard ONNX ops only")
+        if node.op_type not in SUPPORTED_OPS:
+            # the list of supported ops once, with the first unsupported op; later ones point to it
+            hint = ("see the supported ops listed above" if self.listed_ops
+                    else f"supported ops: {', '.join(sorted(SUPPORTED_OPS))}")
+            self.listed_ops = True
+            raise _Issue(f"op type {node.op_type} is not supported", hint)
+
+    def _node(self, node: onnx.NodeProto, label: str) -> None:
+        if node.domain not in ("", "ai.onnx"):
+            self._check_op_type(node)
         ins = list(node.input)
         present = [i for i in ins if i]
         if node.op_type == "Shape" and present and present[0] in self.vals:
@@ -299,8 +335,9 @@ class _Importer:
             return
         handler = _HANDLERS.get(node.op_type)
         if handler is None:
-            raise _Issue(f"op type {node.op_type} is not supported",
-                         f"supported ops: {', '.join(sorted(SUPPORTED_OPS))}")
+            self._check_op_type(node)
+            raise _Issue(f"op type {node.op_type} is only supported on constant inputs (it is folded)",
+                         "fold this computation on constants before export")
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         for k, v in list(attrs.items()):
             if isinstance(v, bytes):
@@ -408,11 +445,17 @@ def _conv(imp: _Importer, node, attrs, label):
                      "reshape 1-D/3-D convolutions into 2-D ones before export")
     b = (np.asarray(imp.const(node.input[2], "the bias"), dtype=np.float32)
          if len(node.input) > 2 and node.input[2] else np.zeros(w.shape[0], np.float32))
+    groups = int(attrs.get("group", 1))
+    if x.onnx_shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+        raise _Issue(f"the input must have {w.shape[1] * groups} channels (weight {list(w.shape)}, group {groups}), "
+                     f"not {x.onnx_shape[1]}" if x.onnx_shape[1] != w.shape[1] * groups else
+                     f"the {w.shape[0]} output channels must be a multiple of group {groups}",
+                     "the model is malformed; re-export it")
     dil = _ints(attrs.get("dilations"), 2, 1)
     strides, pads = _spatial(attrs, w.shape[2:], x.onnx_shape[2:], "Conv", dil)
     imp.vals[node.output[0]] = imp.emit(
         node.output[0], Op.CONV, [x],
-        {"stride": strides, "dilation": dil, "pads": pads, "groups": int(attrs.get("group", 1))},
+        {"stride": strides, "dilation": dil, "pads": pads, "groups": groups},
         {"weight": w, "bias": b}, label)
 
 
@@ -571,9 +614,9 @@ def _hard_sigmoid(imp, node, attrs, label):
 @_handles("PRelu")
 def _prelu(imp, node, attrs, label):
     x = imp.val(node.input[0])
+    # Every opset nfc reads (7+) broadcasts the slope numpy-style against X: a (C,) slope lines up
+    # with the last axis (W), not with the channels; exporters write per-channel slopes as (C, 1, 1).
     slope = imp.const(node.input[1], "the slope")
-    if imp.opset < 9 and slope.ndim == 1 and x.batched and len(x.onnx_shape) == 4:
-        slope = slope.reshape(-1, 1, 1)  # opset 7 unidirectional broadcast of a (C,) slope
     _act(imp, node, label, "prelu", None, {"slope": imp.const_to_ir(slope, x)})
 
 
@@ -595,6 +638,7 @@ def _clip(imp, node, attrs, label):
 
 
 def _pool_common(imp: _Importer, node, attrs, what: str):
+    """Input, kernel, strides, pads and ceil_mode's extra bottom/right pads of a 2-D pooling node."""
     x = imp.fmap(node.input[0])
     kernel = tuple(int(k) for k in attrs["kernel_shape"])
     if len(kernel) != 2:
@@ -602,16 +646,26 @@ def _pool_common(imp: _Importer, node, attrs, what: str):
     if any(d != 1 for d in attrs.get("dilations", (1, 1))):
         raise _Issue("dilated pooling is not supported", "use dilations=1")
     strides, pads = _spatial(attrs, kernel, x.onnx_shape[2:], what)
+    # ceil_mode=1: the extra rows/columns of bottom/right padding that the last window reads
     extra = [0, 0]
     if attrs.get("ceil_mode", 0):
         for d, (size, k, s) in enumerate(zip(x.onnx_shape[2:], kernel, strides, strict=True)):
             lo, hi = pads[d], pads[d + 2]
             floor_out = window_out(size, k, s, lo, hi)
             ceil_out = -(-(size + lo + hi - k) // s) + 1
-            if (ceil_out - 1) * s >= size + lo:  # the last window must start inside the input
+            if ceil_out > floor_out and (ceil_out - 1) * s >= size + lo:
+                # The last window would start in the right padding. Opset 22's shape rule drops it
+                # (as torch and onnxruntime do at every opset); the rule of opsets 10 to 21 keeps a
+                # window of padding only, whose value the spec leaves undefined. Follow the spec
+                # where it is clear and refuse where it is not, rather than guess.
+                if imp.opset < 22:
+                    raise _Issue(
+                        f"ceil_mode=1 makes the last window along axis {d + 2} start in the right padding; "
+                        f"ONNX opset {imp.opset} keeps that window and onnxruntime drops it",
+                        "re-export with opset 22 or later, or change the pads so that ceil_mode=0 gives the "
+                        "size you want")
                 ceil_out -= 1
-            extra[d] = (ceil_out - floor_out) * s if ceil_out > floor_out else 0
-            if extra[d]:
+            if ceil_out > floor_out:
                 extra[d] = (ceil_out - 1) * s + k - (size + lo + hi)
     return x, kernel, strides, pads, extra
 
@@ -679,20 +733,34 @@ def _binary(imp, node, attrs, label):
     if len(ins) == 1:  # variadic Max/Min of one input
         imp.vals[node.output[0]] = imp.val(ins[0])
         return
-    if len(ins) != 2:
-        raise _Issue(f"{len(ins)} inputs are not supported", "use a chain of two-input ops")
-    a_const, b_const = ins[0] in imp.consts, ins[1] in imp.consts
+    # variadic Max/Min of three or more inputs: a left-to-right chain of two-input nodes
+    acc = ins[0]
+    for step, other in enumerate(ins[1:], start=1):
+        out = node.output[0] if step == len(ins) - 1 else f"{node.output[0]}.{step}"
+        _binary2(imp, kind, acc, other, out, label)
+        acc = out
+
+
+def _binary2(imp: _Importer, kind: str, a_name: str, b_name: str, out: str, label: str) -> None:
+    a_const, b_const = a_name in imp.consts, b_name in imp.consts
+    if a_const and b_const:  # two constants of a variadic Max/Min: fold them
+        imp.consts[out] = _BINARY_NUMPY[kind](imp.consts[a_name], imp.consts[b_name])
+        return
     if not a_const and not b_const:
-        a, b = imp.val(ins[0]), imp.val(ins[1])
+        a, b = imp.val(a_name), imp.val(b_name)
         if a.batched != b.batched or len(a.onnx_shape) != len(b.onnx_shape):
             raise _Issue(f"shapes {list(a.onnx_shape)} and {list(b.onnx_shape)} are not supported together",
                          "both operands must have the same rank with batch 1")
-        imp.vals[node.output[0]] = imp.emit(node.output[0], Op.BINARY, [a, b], {"kind": kind}, None, label)
+        imp.vals[out] = imp.emit(out, Op.BINARY, [a, b], {"kind": kind}, None, label)
         return
-    x = imp.val(ins[1] if a_const else ins[0])
-    c = imp.const_to_ir(imp.consts[ins[0] if a_const else ins[1]], x)
-    imp.vals[node.output[0]] = imp.emit(node.output[0], Op.CONST_BINARY, [x],
-                                        {"kind": kind, "reverse": bool(a_const)}, {"const": c}, label)
+    x = imp.val(b_name if a_const else a_name)
+    c = imp.const_to_ir(imp.consts[a_name if a_const else b_name], x)
+    imp.vals[out] = imp.emit(out, Op.CONST_BINARY, [x], {"kind": kind, "reverse": bool(a_const)}, {"const": c},
+                             label)
+
+
+_BINARY_NUMPY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "max": np.maximum,
+                 "min": np.minimum}
 
 
 @_handles("Concat")
@@ -701,7 +769,8 @@ def _concat(imp, node, attrs, label):
     rank = len(vals[0].onnx_shape)
     axis = int(attrs["axis"]) % rank
     if axis == 0 or not all(v.batched and len(v.onnx_shape) == rank for v in vals):
-        raise _Issue(f"concatenation along axis {axis} of shapes {[list(v.onnx_shape) for v in vals]}",
+        raise _Issue(f"concatenation along axis {axis} of shapes {[list(v.onnx_shape) for v in vals]} "
+                     "is not supported",
                      "only concatenation of batch-1 tensors along a non-batch axis (channels) is supported")
     imp.vals[node.output[0]] = imp.emit(node.output[0], Op.CONCAT, vals, {"axis": axis - 1}, None, label)
 
@@ -711,7 +780,8 @@ def _pad(imp, node, attrs, label):
     x = imp.fmap(node.input[0])
     mode = attrs.get("mode", "constant")
     if mode != "constant":
-        raise _Issue(f"mode {mode!r} is not supported", "only constant (zero or value) padding")
+        raise _Issue(f"mode must be 'constant', not {mode!r}",
+                     "the grid pads with a constant value; export with constant (zero or value) padding")
     if imp.opset < 11:
         pads = [int(p) for p in attrs["pads"]]
         value = float(attrs.get("value", 0.0))
@@ -727,7 +797,7 @@ def _pad(imp, node, attrs, label):
     if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)):
         raise _Issue(f"pads {pads} touch the batch or channel axis", "pad only H and W")
     if any(p < 0 for p in pads):
-        raise _Issue(f"negative pads {pads} (cropping) are not supported")
+        raise _Issue(f"pads must be >= 0, not {pads}", "cropping (negative pads) is not supported")
     imp.vals[node.output[0]] = imp.emit(node.output[0], Op.PAD, [x],
                                         {"pads": (pads[2], pads[3], pads[6], pads[7]), "value": value}, None, label)
 
@@ -749,37 +819,95 @@ def _resize(imp, node, attrs, label):
         else:
             coord = attrs.get("coordinate_transformation_mode", "half_pixel")
             nearest = attrs.get("nearest_mode", "round_prefer_floor")
-            if len(node.input) > 2 and node.input[2] and imp.consts.get(node.input[2], np.zeros(0)).size:
-                scales = imp.consts[node.input[2]]
-            elif len(node.input) > 3 and node.input[3]:
-                sizes = imp.const(node.input[3], "sizes").astype(np.float64)
-                scales = sizes / np.array(x.onnx_shape, dtype=np.float64)
-            if attrs.get("axes") is not None:
-                full = np.ones(4)
-                for a, s in zip(attrs["axes"], np.asarray(scales).reshape(-1), strict=True):
-                    full[int(a) % 4] = s
-                scales = full
+            scales = _resize_scales(imp, node, attrs, x)
     if scales is None:
         raise _Issue("neither scales nor sizes are given as constants")
     scales = [float(s) for s in np.asarray(scales).reshape(-1)]
     if len(scales) != 4 or scales[0] != 1 or scales[1] != 1 or any(
             s < 1 or not float(s).is_integer() for s in scales[2:]):
         raise _Issue(f"scales {scales} are not supported", "only integer upsampling of H and W")
-    ok_modes = {("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"), ("half_pixel", "round_prefer_ceil"),
-                ("pytorch_half_pixel", "round_prefer_floor"), ("pytorch_half_pixel", "round_prefer_ceil")}
-    if (coord, nearest) not in ok_modes:
-        raise _Issue(f"coordinate_transformation_mode={coord!r} with nearest_mode={nearest!r} is not supported",
-                     "export with the default half_pixel/round_prefer_floor or asymmetric/floor")
+    for axis in (2, 3):
+        if not _nearest_repeats(coord, nearest, x.onnx_shape[axis], int(scales[axis])):
+            raise _Issue(f"coordinate_transformation_mode={coord!r} with nearest_mode={nearest!r} does not "
+                         f"repeat each pixel {int(scales[axis])} times along axis {axis}",
+                         "export with the default half_pixel/round_prefer_floor or asymmetric/floor")
     imp.vals[node.output[0]] = imp.emit(node.output[0], Op.RESIZE, [x],
                                         {"scale": (int(scales[2]), int(scales[3]))}, None, label)
 
 
+def _nearest_repeats(coord: str, nearest: str, size: int, scale: int) -> bool:
+    """Whether ONNX nearest Resize with these modes maps output index i to input index i // scale
+    along an axis of ``size`` (the only upsampling the grid does), computed exactly as the spec says."""
+    out = size * scale
+    for i in range(out):
+        if coord in ("half_pixel", "half_pixel_symmetric"):  # the same for integer scales
+            src = Fraction(2 * i + 1, 2 * scale) - Fraction(1, 2)
+        elif coord == "pytorch_half_pixel":
+            src = Fraction(2 * i + 1, 2 * scale) - Fraction(1, 2) if out > 1 else Fraction(0)
+        elif coord == "asymmetric":
+            src = Fraction(i, scale)
+        elif coord == "tf_half_pixel_for_nn":
+            src = Fraction(2 * i + 1, 2 * scale)
+        elif coord == "align_corners":
+            src = Fraction(i * (size - 1), out - 1) if out > 1 else Fraction(0)
+        else:  # tf_crop_and_resize reads a region of interest
+            return False
+        lo = math.floor(src)
+        if nearest == "floor":
+            j = lo
+        elif nearest == "ceil":
+            j = math.ceil(src)
+        elif nearest in ("round_prefer_floor", "round_prefer_ceil"):
+            frac = src - lo
+            j = lo + (frac > Fraction(1, 2) or (frac == Fraction(1, 2) and nearest == "round_prefer_ceil"))
+        else:
+            return False
+        if min(max(j, 0), size - 1) != i // scale:
+            return False
+    return True
+
+
+def _resize_scales(imp: _Importer, node, attrs, x: _Val) -> np.ndarray | None:
+    """The per-axis scales of a Resize (opset 11+) from its ``scales`` or ``sizes`` input, with the
+    opset 18 ``axes`` and ``keep_aspect_ratio_policy`` applied; None when neither input is given."""
+    rank = len(x.onnx_shape)
+    axes = [int(a) % rank for a in attrs.get("axes", range(rank))]
+    in_sizes = np.array([x.onnx_shape[a] for a in axes], dtype=np.float64)
+    scales_in = node.input[2] if len(node.input) > 2 else ""
+    sizes_in = node.input[3] if len(node.input) > 3 else ""
+    # opset 11 needs an input in the scales slot even when sizes are given: an empty tensor
+    given = np.asarray(imp.const(scales_in, "scales"), np.float64).reshape(-1) if scales_in else np.zeros(0)
+    if given.size:
+        what = "scales"
+    elif sizes_in:
+        what = "sizes"
+        given = np.asarray(imp.const(sizes_in, "sizes"), np.float64).reshape(-1) / in_sizes
+        policy = attrs.get("keep_aspect_ratio_policy", "stretch")
+        if policy == "not_larger":
+            given = np.full_like(given, given.min())
+        elif policy == "not_smaller":
+            given = np.full_like(given, given.max())
+        elif policy != "stretch":
+            raise _Issue(f"keep_aspect_ratio_policy must be stretch, not_larger or not_smaller, not {policy!r}")
+    else:
+        return None
+    if given.size != len(axes):
+        raise _Issue(f"{what} must have {len(axes)} values (one per resized axis), not {given.size}")
+    full = np.ones(rank)
+    full[axes] = given
+    return full
+
+
 @_handles("Identity", "Dropout")
 def _alias(imp, node, attrs, label):
-    outs = [o for o in node.output if o]
-    if len(outs) > 1:
-        raise _Issue("the Dropout mask output is not supported", "export the model in eval() mode")
-    imp.vals[node.output[0]] = imp.val(node.input[0])
+    if node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]:
+        if bool(np.asarray(imp.const(node.input[2], "training_mode")).reshape(-1)[0]):
+            raise _Issue("training_mode must be false, not true", "export the model in eval() mode")
+    x = imp.val(node.input[0])
+    imp.vals[node.output[0]] = x
+    if len(node.output) > 1 and node.output[1]:
+        # in inference Dropout keeps everything: the mask is all ones (float before opset 10, then bool)
+        imp.consts[node.output[1]] = np.ones(x.onnx_shape, np.float32 if imp.opset < 10 else np.bool_)
 
 
 @_handles("Cast")
@@ -807,7 +935,7 @@ def _softmax(imp, node, attrs, label):
     axes = list(range(axis, rank)) if imp.opset < 13 else [axis]
     if x.batched:
         if axis == 0:
-            raise _Issue("softmax over the batch axis is not supported")
+            raise _Issue("softmax over the batch axis is not supported", "normalise over channels or classes")
         axes = [a - 1 for a in axes]
     imp.vals[node.output[0]] = imp.emit(node.output[0], Op.SOFTMAX, [x], {"axes": tuple(axes)}, None, label)
 
