@@ -19,6 +19,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
 from nfc.compiler.ir import HOST_OPS, LAYOUT_OPS, Graph, Node, Op
 
 __all__ = ["LayerStats", "layer_stats", "totals", "useful_conv_macs"]

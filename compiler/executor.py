@@ -107,7 +107,16 @@ def _softmax(node: Node, x: np.ndarray) -> np.ndarray:
 
 
 def eval_node(node: Node, args: list[np.ndarray]) -> np.ndarray:
-    """Evaluate one non-input node on float64 arguments."""
+    """Evaluate one non-input node on float64 arguments.
+
+    Arithmetic is IEEE as in ONNX runtimes: overflow gives inf, division by zero inf or nan,
+    silently (numpy would warn, and the test suite turns warnings into errors).
+    """
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        return _eval(node, args)
+
+
+def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
     op = node.op
     x = args[0] if args else None
     if op is Op.CONV:
@@ -148,9 +157,7 @@ def eval_node(node: Node, args: list[np.ndarray]) -> np.ndarray:
     raise NfcError(f"the float executor has no rule for op {op.value!r} (node {node.name!r})")
 
 
-def run_float(
-    graph: Graph, inputs: Mapping[str, np.ndarray], keep: bool = False
-) -> dict[str, np.ndarray]:
+def run_float(graph: Graph, inputs: Mapping[str, np.ndarray], keep: bool = False) -> dict[str, np.ndarray]:
     """Run ``graph`` on ONNX-shaped ``inputs`` (by input name) and return ONNX-shaped float32 outputs.
 
     With ``keep=True`` the result also holds every intermediate tensor (unbatched, float64), keyed
@@ -159,8 +166,10 @@ def run_float(
     values: dict[str, np.ndarray] = {}
     for node in graph.inputs:
         if node.name not in inputs:
-            raise NfcError(f"missing input {node.name!r}; the graph's inputs are "
-                           f"{', '.join(n.name for n in graph.inputs)}")
+            raise NfcError(
+                f"missing input {node.name!r}; the graph's inputs are "
+                f"{', '.join(n.name for n in graph.inputs)}"
+            )
         arr = np.asarray(inputs[node.name], dtype=np.float64)
         expected = tuple(node.attr("onnx_shape"))
         if arr.shape != expected:
@@ -170,7 +179,8 @@ def run_float(
         if node.op is Op.INPUT:
             continue
         values[node.name] = eval_node(node, [values[i] for i in node.inputs])
-    result = {o.name: values[o.node].reshape(o.onnx_shape).astype(np.float32) for o in graph.outputs}
+    with np.errstate(over="ignore"):  # beyond float32's range is inf, as in float32 runtimes
+        result = {o.name: values[o.node].reshape(o.onnx_shape).astype(np.float32) for o in graph.outputs}
     if keep:
         result.update({k: v for k, v in values.items() if k not in result})
     return result

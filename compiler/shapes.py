@@ -23,7 +23,9 @@ def _need(cond: bool, node: Node, what: str) -> None:
         raise IRError(f"node {node.name!r} ({node.op.value}, inputs {list(node.inputs)}): {what}")
 
 
-def _windowed(node: Node, shape: tuple[int, ...], kernel: tuple[int, int], dilation=(1, 1)) -> tuple[int, int]:
+def _windowed(
+    node: Node, shape: tuple[int, ...], kernel: tuple[int, int], dilation=(1, 1)
+) -> tuple[int, int]:
     _need(len(shape) == 3, node, f"input must be a (C, H, W) feature map, not {shape}")
     sh, sw = node.attr("stride")
     pt, pl, pb, pr = node.attr("pads")
@@ -50,16 +52,22 @@ def infer_shape(node: Node, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]
         w = node.param("weight")
         groups = node.attr("groups")
         _need(w.ndim == 4, node, f"weight must be (O, I/groups, kh, kw), not {w.shape}")
-        _need(len(x) == 3 and x[0] == w.shape[1] * groups, node,
-              f"input channels {x[0] if x else '?'} != weight {w.shape[1]} x groups {groups}")
+        _need(
+            len(x) == 3 and x[0] == w.shape[1] * groups,
+            node,
+            f"input channels {x[0] if x else '?'} != weight {w.shape[1]} x groups {groups}",
+        )
         _need(w.shape[0] % groups == 0, node, f"output channels {w.shape[0]} not divisible by {groups}")
         _need(node.param("bias").shape == (w.shape[0],), node, "bias must be (O,)")
         oh, ow = _windowed(node, x, w.shape[2:], node.attr("dilation"))
         return (w.shape[0], oh, ow)
     if op is Op.LINEAR:
         w = node.param("weight")
-        _need(len(x) == 1 and w.ndim == 2 and w.shape[1] == x[0], node,
-              f"input {x} does not match weight {w.shape}")
+        _need(
+            len(x) == 1 and w.ndim == 2 and w.shape[1] == x[0],
+            node,
+            f"input {x} does not match weight {w.shape}",
+        )
         _need(node.param("bias").shape == (w.shape[0],), node, "bias must be (O,)")
         return (w.shape[0],)
     if op in (Op.MAXPOOL, Op.AVGPOOL):
@@ -72,23 +80,33 @@ def infer_shape(node: Node, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]
         kind = node.attr("kind")
         _need(kind in ACT_KINDS, node, f"unknown activation {kind!r}")
         if kind == "prelu":
-            _need(np.broadcast_shapes(node.param("slope").shape, x) == x, node, "slope must broadcast to input")
+            _need(
+                np.broadcast_shapes(node.param("slope").shape, x) == x, node, "slope must broadcast to input"
+            )
         return x
     if op is Op.AFFINE:
-        _need(len(x) >= 1 and node.param("scale").shape == (x[0],) == node.param("shift").shape, node,
-              "scale and shift must be (C,)")
+        _need(
+            len(x) >= 1 and node.param("scale").shape == (x[0],) == node.param("shift").shape,
+            node,
+            "scale and shift must be (C,)",
+        )
         return x
     if op is Op.BINARY:
         _need(node.attr("kind") in BINARY_KINDS, node, f"unknown binary kind {node.attr('kind')!r}")
         try:
             return tuple(np.broadcast_shapes(x, in_shapes[1]))
         except ValueError:
-            raise IRError(f"node {node.name!r} (binary): shapes {x} and {in_shapes[1]} do not broadcast") from None
+            raise IRError(
+                f"node {node.name!r} (binary): shapes {x} and {in_shapes[1]} do not broadcast"
+            ) from None
     if op is Op.CONST_BINARY:
         _need(node.attr("kind") in BINARY_KINDS, node, f"unknown binary kind {node.attr('kind')!r}")
         c = node.param("const").shape
-        _need(len(c) <= len(x) and np.broadcast_shapes(c, x) == x, node,
-              f"constant {c} must broadcast to the input {x}")
+        _need(
+            len(c) <= len(x) and np.broadcast_shapes(c, x) == x,
+            node,
+            f"constant {c} must broadcast to the input {x}",
+        )
         return x
     if op is Op.CONCAT:
         axis = node.attr("axis")
@@ -96,8 +114,11 @@ def infer_shape(node: Node, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]
         rank = len(x)
         _need(0 <= axis < rank, node, f"axis {axis} out of range for rank {rank}")
         for s in in_shapes[1:]:
-            _need(len(s) == rank and all(s[d] == x[d] for d in range(rank) if d != axis), node,
-                  f"inputs {in_shapes} differ outside axis {axis}")
+            _need(
+                len(s) == rank and all(s[d] == x[d] for d in range(rank) if d != axis),
+                node,
+                f"inputs {in_shapes} differ outside axis {axis}",
+            )
         return tuple(sum(s[axis] for s in in_shapes) if d == axis else x[d] for d in range(rank))
     if op is Op.PAD:
         _need(len(x) == 3, node, f"input must be (C, H, W), not {x}")

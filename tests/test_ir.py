@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from nfc.compiler import Graph, GraphOutput, IRError, Op, make_node, run_float
 
 

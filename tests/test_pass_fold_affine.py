@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from nfc.compiler import Graph, GraphOutput, Op, make_node, run_float, verify
 from nfc.compiler.passes import FRONT_PASSES, run_pipeline
 from nfc.compiler.passes.fold_affine import fold_affine

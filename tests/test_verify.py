@@ -6,8 +6,9 @@ import dataclasses
 
 import numpy as np
 import pytest
-from nfc.compiler import Graph, GraphOutput, IRError, Op, TensorType, make_node, verify
 from test_ir import small_graph
+
+from nfc.compiler import Graph, GraphOutput, IRError, Op, TensorType, make_node, verify
 
 
 def test_valid_graph_passes():

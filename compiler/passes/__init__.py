@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from nfc.arch import ArchConfig
 from nfc.compiler.ir import Graph
 from nfc.compiler.passes.fold_affine import fold_affine
 from nfc.compiler.verify import verify
-
-from nfc.arch import ArchConfig
 
 __all__ = ["Pass", "FRONT_PASSES", "run_pipeline", "fold_affine"]
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from nfc.compiler.ir import Graph, Node, Op
 
 from nfc.arch import ArchConfig
+from nfc.compiler.ir import Graph, Node, Op
 
 __all__ = ["fold_affine"]
 

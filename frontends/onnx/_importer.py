@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import math
 import os
-from fractions import Fraction
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +40,21 @@ __all__ = ["import_onnx", "load_model", "MIN_OPSET", "MAX_OPSET", "SUPPORTED_OPS
 MIN_OPSET = 7
 MAX_OPSET = 23
 
-_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
-                onnx.TensorProto.BFLOAT16}
+_FLOAT_TYPES = {
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.DOUBLE,
+    onnx.TensorProto.BFLOAT16,
+}
 # Ops that are never folded at import time even when all inputs are constant.
-_NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
-            "Bernoulli"}
+_NO_FOLD = {
+    "RandomNormal",
+    "RandomUniform",
+    "RandomNormalLike",
+    "RandomUniformLike",
+    "Multinomial",
+    "Bernoulli",
+}
 
 
 class _Issue(Exception):
@@ -84,7 +94,9 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     except OSError as exc:
         raise ModelError(f"{p}: cannot read: {exc.strerror}") from None
     if not data:
-        raise ModelError(f"{p}: the file is empty; give an ONNX model exported with torch.onnx.export or similar")
+        raise ModelError(
+            f"{p}: the file is empty; give an ONNX model exported with torch.onnx.export or similar"
+        )
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
@@ -169,42 +181,58 @@ class _Importer:
                 self.inferred[vi.name] = s
 
     # -- helpers ----------------------------------------------------------------------------------
-    def emit(self, name: str, op: Op, inputs: list[_Val], attrs=None, params=None, source: str = "",
-             onnx_shape: tuple[int, ...] | None = None) -> _Val:
+    def emit(
+        self,
+        name: str,
+        op: Op,
+        inputs: list[_Val],
+        attrs=None,
+        params=None,
+        source: str = "",
+        onnx_shape: tuple[int, ...] | None = None,
+    ) -> _Val:
         """Append an IR node, computing its shape with the op's shape rule; record the ONNX value."""
         probe = make_node(name, op, [v.node for v in inputs], (), attrs, params, source=source)
         try:
             shape = infer_shape(probe, [v.ir_shape for v in inputs])
         except IRError as exc:  # a malformed node that onnx's shape inference let through
             raise _Issue(f"the node is malformed: {str(exc).split('): ', 1)[-1]}") from None
-        node = Node(probe.name, op, probe.inputs, TensorType(shape, FLOAT32), probe.attrs, probe.params, source)
-        self.nodes.append(node)
+        node = Node(
+            probe.name, op, probe.inputs, TensorType(shape, FLOAT32), probe.attrs, probe.params, source
+        )
         if onnx_shape is None:
             batched = bool(inputs) and all(v.batched for v in inputs)
             onnx_shape = ((1,) + shape) if batched else shape
         if math.prod(onnx_shape) != math.prod(shape):
             raise _Issue(f"internal shape mismatch {onnx_shape} vs {shape}")
+        self.nodes.append(node)
         return _Val(name, tuple(onnx_shape))
 
     def const(self, name: str, what: str, hint: str = "") -> np.ndarray:
         if name not in self.consts:
-            raise _Issue(f"{what} must be a constant (an initializer or folded from constants)",
-                         hint or "export with the weights as initializers (do_constant_folding=True)")
+            raise _Issue(
+                f"{what} must be a constant (an initializer or folded from constants)",
+                hint or "export with the weights as initializers (do_constant_folding=True)",
+            )
         return self.consts[name]
 
     def val(self, name: str, what: str = "input") -> _Val:
         if name in self.vals:
             return self.vals[name]
         if name in self.consts:
-            raise _Issue(f"{what} {name!r} is a constant where nfc expects a feature map",
-                         "fold the computation on constants before export")
+            raise _Issue(
+                f"{what} {name!r} is a constant where nfc expects a feature map",
+                "fold the computation on constants before export",
+            )
         raise _Issue(f"{what} {name!r} is not produced by any supported node")
 
     def fmap(self, name: str, what: str = "input") -> _Val:
         v = self.val(name, what)
         if len(v.onnx_shape) != 4 or not v.batched:
-            raise _Issue(f"{what} must be an N=1 NCHW feature map, not of shape {list(v.onnx_shape)}",
-                         "only 2-D images with batch 1 run on the grid")
+            raise _Issue(
+                f"{what} must be an N=1 NCHW feature map, not of shape {list(v.onnx_shape)}",
+                "only 2-D images with batch 1 run on the grid",
+            )
         return v
 
     def const_to_ir(self, c: np.ndarray, x: _Val) -> np.ndarray:
@@ -214,9 +242,11 @@ class _Importer:
             if np.broadcast_shapes(c.shape, x.onnx_shape) != x.onnx_shape:
                 raise ValueError
         except ValueError:
-            raise _Issue(f"constant of shape {list(c.shape)} does not broadcast to the input's "
-                         f"{list(x.onnx_shape)} without enlarging it",
-                         "give a per-channel constant the shape (C, 1, 1)") from None
+            raise _Issue(
+                f"constant of shape {list(c.shape)} does not broadcast to the input's "
+                f"{list(x.onnx_shape)} without enlarging it",
+                "give a per-channel constant the shape (C, 1, 1)",
+            ) from None
         if x.batched and c.ndim == len(x.onnx_shape):
             c = c.reshape(c.shape[1:])
         return c
@@ -247,13 +277,17 @@ class _Importer:
                 v = self.vals[out.name]
                 outputs.append(GraphOutput(out.name, v.node, v.onnx_shape))
             elif out.name in self.consts:
-                self.issues.append(f"output {out.name!r} is a constant; nfc needs outputs computed from the input")
+                self.issues.append(
+                    f"output {out.name!r} is a constant; nfc needs outputs computed from the input"
+                )
             elif out.name not in self.failed:
                 self.issues.append(f"output {out.name!r} is not produced by any supported node")
         if self.issues:
             n = len(self.issues)
-            raise ModelError(f"{self.label}: cannot import the model; {n} problem{'s' if n > 1 else ''}:",
-                             tuple(self.issues))
+            raise ModelError(
+                f"{self.label}: cannot import the model; {n} problem{'s' if n > 1 else ''}:",
+                tuple(self.issues),
+            )
         graph = Graph(self.graph_name, tuple(self.nodes), tuple(outputs))
         self._check_against_onnx(graph)
         # drop nodes that feed no output (e.g. a Dropout mask that is never read)
@@ -270,7 +304,8 @@ class _Importer:
             if t.elem_type not in _FLOAT_TYPES:
                 self.issues.append(
                     f"input {inp.name!r} has element type {onnx.TensorProto.DataType.Name(t.elem_type)}; "
-                    "nfc takes float inputs (hint: cast on the host before the model)")
+                    "nfc takes float inputs (hint: cast on the host before the model)"
+                )
                 continue
             dims = list(t.shape.dim) if t.HasField("shape") else None
             if dims is None:
@@ -283,24 +318,30 @@ class _Importer:
                 elif d.HasField("dim_value"):
                     self.issues.append(
                         f"input {inp.name!r} has an empty dimension ({d.dim_value}) at axis {axis}; every "
-                        "dimension must be at least 1 (hint: export with a real input shape)")
+                        "dimension must be at least 1 (hint: export with a real input shape)"
+                    )
                     shape = None
                     break
                 else:
                     sym = d.dim_param or "?"
                     self.issues.append(
                         f"input {inp.name!r} has a dynamic dimension {sym!r} at axis {axis}; nfc compiles "
-                        "static shapes (hint: export with a fixed input shape and no dynamic_axes)")
+                        "static shapes (hint: export with a fixed input shape and no dynamic_axes)"
+                    )
                     shape = None
                     break
             if shape is None:
                 continue
             if len(shape) < 2 or shape[0] != 1:
-                what = (f"has batch size {shape[0]}" if len(shape) >= 2
-                        else f"has shape {shape} without a batch dimension")
+                what = (
+                    f"has batch size {shape[0]}"
+                    if len(shape) >= 2
+                    else f"has shape {shape} without a batch dimension"
+                )
                 self.issues.append(
                     f"input {inp.name!r} {what}; the accelerator runs batch 1 "
-                    "(hint: export with an input of shape (1, C, H, W))")
+                    "(hint: export with an input of shape (1, C, H, W))"
+                )
                 continue
             node = make_node(inp.name, Op.INPUT, (), shape[1:], {"onnx_shape": shape}, source=inp.name)
             self.nodes.append(node)
@@ -309,12 +350,16 @@ class _Importer:
     def _check_op_type(self, node: onnx.NodeProto) -> None:
         """Raise an issue if nfc can never import a node of this domain and op type."""
         if node.domain not in ("", "ai.onnx"):
-            raise _Issue(f"custom domain {node.domain!r} is not supported",
-                         "export with standard ONNX ops only")
+            raise _Issue(
+                f"custom domain {node.domain!r} is not supported", "export with standard ONNX ops only"
+            )
         if node.op_type not in SUPPORTED_OPS:
             # the list of supported ops once, with the first unsupported op; later ones point to it
-            hint = ("see the supported ops listed above" if self.listed_ops
-                    else f"supported ops: {', '.join(sorted(SUPPORTED_OPS))}")
+            hint = (
+                "see the supported ops listed above"
+                if self.listed_ops
+                else f"supported ops: {', '.join(sorted(SUPPORTED_OPS))}"
+            )
             self.listed_ops = True
             raise _Issue(f"op type {node.op_type} is not supported", hint)
 
@@ -336,8 +381,10 @@ class _Importer:
         handler = _HANDLERS.get(node.op_type)
         if handler is None:
             self._check_op_type(node)
-            raise _Issue(f"op type {node.op_type} is only supported on constant inputs (it is folded)",
-                         "fold this computation on constants before export")
+            raise _Issue(
+                f"op type {node.op_type} is only supported on constant inputs (it is folded)",
+                "fold this computation on constants before export",
+            )
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         for k, v in list(attrs.items()):
             if isinstance(v, bytes):
@@ -355,8 +402,10 @@ class _Importer:
         from onnx.reference import ReferenceEvaluator
 
         feeds = {i: self.consts[i] for i in node.input if i}
-        inputs = [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
-                  for i, a in feeds.items()]
+        inputs = [
+            helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+            for i, a in feeds.items()
+        ]
         outputs = [helper.make_empty_tensor_value_info(o) for o in node.output if o]
         graph = helper.make_graph([node], "fold", inputs, outputs)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
@@ -365,7 +414,7 @@ class _Importer:
                 warnings.simplefilter("ignore")
                 results = ReferenceEvaluator(model).run(None, feeds)
         except Exception as exc:
-            raise _Issue(f"cannot fold this node on its constant inputs: {exc}") from None
+            raise _Issue(f"cannot fold this node on its constant inputs: {_one_line(exc)}") from None
         for name, value in zip([o for o in node.output if o], results, strict=True):
             self.consts[name] = np.asarray(value)
 
@@ -376,7 +425,8 @@ class _Importer:
             if want is not None and want != v.onnx_shape:
                 raise ModelError(
                     f"{self.label}: internal error: nfc computes shape {list(v.onnx_shape)} for {onnx_name!r} "
-                    f"but ONNX shape inference says {list(want)}; please report this model")
+                    f"but ONNX shape inference says {list(want)}; please report this model"
+                )
 
 
 def _prune(graph: Graph) -> Graph:
@@ -408,8 +458,9 @@ def _ints(v, n: int, default: int) -> tuple[int, ...]:
     return tuple(int(x) for x in v) if v is not None else (default,) * n
 
 
-def _spatial(attrs: dict, kernel: tuple[int, int], in_hw: tuple[int, int], what: str,
-             dilation=(1, 1)) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+def _spatial(
+    attrs: dict, kernel: tuple[int, int], in_hw: tuple[int, int], what: str, dilation=(1, 1)
+) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
     """Strides and (top, left, bottom, right) pads of a 2-D windowed op, resolving ``auto_pad``."""
     strides = _ints(attrs.get("strides"), 2, 1)
     auto = attrs.get("auto_pad", "NOTSET")
@@ -441,29 +492,43 @@ def _conv(imp: _Importer, node, attrs, label):
     x = imp.fmap(node.input[0])
     w = np.asarray(imp.const(node.input[1], "the weight"), dtype=np.float32)
     if w.ndim != 4:
-        raise _Issue(f"only 2-D convolution is supported, not {w.ndim - 2}-D",
-                     "reshape 1-D/3-D convolutions into 2-D ones before export")
-    b = (np.asarray(imp.const(node.input[2], "the bias"), dtype=np.float32)
-         if len(node.input) > 2 and node.input[2] else np.zeros(w.shape[0], np.float32))
+        raise _Issue(
+            f"only 2-D convolution is supported, not {w.ndim - 2}-D",
+            "reshape 1-D/3-D convolutions into 2-D ones before export",
+        )
+    b = (
+        np.asarray(imp.const(node.input[2], "the bias"), dtype=np.float32)
+        if len(node.input) > 2 and node.input[2]
+        else np.zeros(w.shape[0], np.float32)
+    )
     groups = int(attrs.get("group", 1))
     if x.onnx_shape[1] != w.shape[1] * groups or w.shape[0] % groups:
-        raise _Issue(f"the input must have {w.shape[1] * groups} channels (weight {list(w.shape)}, group {groups}), "
-                     f"not {x.onnx_shape[1]}" if x.onnx_shape[1] != w.shape[1] * groups else
-                     f"the {w.shape[0]} output channels must be a multiple of group {groups}",
-                     "the model is malformed; re-export it")
+        raise _Issue(
+            f"the input must have {w.shape[1] * groups} channels (weight {list(w.shape)}, group {groups}), "
+            f"not {x.onnx_shape[1]}"
+            if x.onnx_shape[1] != w.shape[1] * groups
+            else f"the {w.shape[0]} output channels must be a multiple of group {groups}",
+            "the model is malformed; re-export it",
+        )
     dil = _ints(attrs.get("dilations"), 2, 1)
     strides, pads = _spatial(attrs, w.shape[2:], x.onnx_shape[2:], "Conv", dil)
     imp.vals[node.output[0]] = imp.emit(
-        node.output[0], Op.CONV, [x],
+        node.output[0],
+        Op.CONV,
+        [x],
         {"stride": strides, "dilation": dil, "pads": pads, "groups": groups},
-        {"weight": w, "bias": b}, label)
+        {"weight": w, "bias": b},
+        label,
+    )
 
 
 def _linear(imp: _Importer, node, label, a_name: str, w: np.ndarray, b: np.ndarray) -> None:
     a = imp.val(a_name)
     if len(a.onnx_shape) != 2 or not a.batched:
-        raise _Issue(f"the data input must be a (1, N) matrix, not of shape {list(a.onnx_shape)}",
-                     "flatten the feature map first (Flatten axis=1)")
+        raise _Issue(
+            f"the data input must be a (1, N) matrix, not of shape {list(a.onnx_shape)}",
+            "flatten the feature map first (Flatten axis=1)",
+        )
     imp.vals[node.output[0]] = imp.emit(node.output[0], Op.LINEAR, [a], {}, {"weight": w, "bias": b}, label)
 
 
@@ -475,7 +540,9 @@ def _gemm(imp: _Importer, node, attrs, label):
     w = bmat if attrs.get("transB", 0) else bmat.T
     w = w * float(attrs.get("alpha", 1.0))
     if len(node.input) > 2 and node.input[2]:
-        c = np.asarray(imp.const(node.input[2], "C (the bias)"), dtype=np.float64) * float(attrs.get("beta", 1.0))
+        c = np.asarray(imp.const(node.input[2], "C (the bias)"), dtype=np.float64) * float(
+            attrs.get("beta", 1.0)
+        )
         try:
             bias = np.broadcast_to(c, (1, w.shape[0])).reshape(-1)
         except ValueError:
@@ -488,8 +555,10 @@ def _gemm(imp: _Importer, node, attrs, label):
 @_handles("MatMul")
 def _matmul(imp: _Importer, node, attrs, label):
     if node.input[1] not in imp.consts:
-        raise _Issue("only a feature vector times a constant matrix is supported",
-                     "products of two activations do not map to the grid")
+        raise _Issue(
+            "only a feature vector times a constant matrix is supported",
+            "products of two activations do not map to the grid",
+        )
     bmat = np.asarray(imp.consts[node.input[1]], dtype=np.float32)
     if bmat.ndim != 2:
         raise _Issue(f"the constant matrix must be 2-D, not of shape {list(bmat.shape)}")
@@ -504,8 +573,9 @@ def _reshape_to(imp: _Importer, node, label, x: _Val, onnx_shape: tuple[int, ...
     if target.ir_shape == x.ir_shape:
         imp.vals[node.output[0]] = _Val(x.node, onnx_shape)
         return
-    imp.vals[node.output[0]] = imp.emit(node.output[0], Op.RESHAPE, [x], {"shape": target.ir_shape}, None,
-                                        label, onnx_shape=onnx_shape)
+    imp.vals[node.output[0]] = imp.emit(
+        node.output[0], Op.RESHAPE, [x], {"shape": target.ir_shape}, None, label, onnx_shape=onnx_shape
+    )
 
 
 @_handles("Flatten")
@@ -565,8 +635,10 @@ def _transpose(imp: _Importer, node, attrs, label):
     perm = list(attrs.get("perm", reversed(range(len(x.onnx_shape)))))
     moved = [p for p in perm if x.onnx_shape[p] != 1]
     if moved != sorted(moved):
-        raise _Issue(f"Transpose with perm {perm} reorders data of shape {list(x.onnx_shape)}",
-                     "only transposes that move size-1 axes (pure reshapes) are supported")
+        raise _Issue(
+            f"Transpose with perm {perm} reorders data of shape {list(x.onnx_shape)}",
+            "only transposes that move size-1 axes (pure reshapes) are supported",
+        )
     _reshape_to(imp, node, label, x, tuple(x.onnx_shape[p] for p in perm))
 
 
@@ -581,17 +653,27 @@ def _batchnorm(imp: _Importer, node, attrs, label):
         raise _Issue(f"input of shape {list(x.onnx_shape)} has no channel axis")
     if len([o for o in node.output if o]) > 1:
         raise _Issue("running statistics outputs are not supported", "export the model in eval() mode")
-    s, b, mean, var = (np.asarray(imp.const(n, what), np.float64)
-                       for n, what in zip(node.input[1:5], ("scale", "B", "mean", "var"), strict=True))
+    s, b, mean, var = (
+        np.asarray(imp.const(n, what), np.float64)
+        for n, what in zip(node.input[1:5], ("scale", "B", "mean", "var"), strict=True)
+    )
     scale = s / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
     shift = b - mean * scale
-    imp.vals[node.output[0]] = imp.emit(node.output[0], Op.AFFINE, [x], {},
-                                        {"scale": scale.astype(np.float32), "shift": shift.astype(np.float32)}, label)
+    imp.vals[node.output[0]] = imp.emit(
+        node.output[0],
+        Op.AFFINE,
+        [x],
+        {},
+        {"scale": scale.astype(np.float32), "shift": shift.astype(np.float32)},
+        label,
+    )
 
 
 def _act(imp: _Importer, node, label, kind: str, attrs: dict | None = None, params: dict | None = None):
     x = imp.val(node.input[0])
-    imp.vals[node.output[0]] = imp.emit(node.output[0], Op.ACT, [x], {"kind": kind, **(attrs or {})}, params, label)
+    imp.vals[node.output[0]] = imp.emit(
+        node.output[0], Op.ACT, [x], {"kind": kind, **(attrs or {})}, params, label
+    )
 
 
 @_handles("Relu", "Tanh", "Sigmoid", "Abs", "HardSwish")
@@ -607,8 +689,13 @@ def _leaky(imp, node, attrs, label):
 
 @_handles("HardSigmoid")
 def _hard_sigmoid(imp, node, attrs, label):
-    _act(imp, node, label, "hard_sigmoid",
-         {"alpha": float(attrs.get("alpha", 0.2)), "beta": float(attrs.get("beta", 0.5))})
+    _act(
+        imp,
+        node,
+        label,
+        "hard_sigmoid",
+        {"alpha": float(attrs.get("alpha", 0.2)), "beta": float(attrs.get("beta", 0.5))},
+    )
 
 
 @_handles("PRelu")
@@ -663,7 +750,8 @@ def _pool_common(imp: _Importer, node, attrs, what: str):
                         f"ceil_mode=1 makes the last window along axis {d + 2} start in the right padding; "
                         f"ONNX opset {imp.opset} keeps that window and onnxruntime drops it",
                         "re-export with opset 22 or later, or change the pads so that ceil_mode=0 gives the "
-                        "size you want")
+                        "size you want",
+                    )
                 ceil_out -= 1
             if ceil_out > floor_out:
                 extra[d] = (ceil_out - 1) * s + k - (size + lo + hi)
@@ -676,8 +764,9 @@ def _maxpool(imp, node, attrs, label):
         raise _Issue("the Indices output is not supported", "use MaxPool without return_indices")
     x, kernel, strides, pads, extra = _pool_common(imp, node, attrs, "MaxPool")
     pads = (pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1])
-    imp.vals[node.output[0]] = imp.emit(node.output[0], Op.MAXPOOL, [x],
-                                        {"kernel": kernel, "stride": strides, "pads": pads}, None, label)
+    imp.vals[node.output[0]] = imp.emit(
+        node.output[0], Op.MAXPOOL, [x], {"kernel": kernel, "stride": strides, "pads": pads}, None, label
+    )
 
 
 @_handles("AveragePool")
@@ -685,13 +774,19 @@ def _avgpool(imp, node, attrs, label):
     x, kernel, strides, pads, extra = _pool_common(imp, node, attrs, "AveragePool")
     include = int(attrs.get("count_include_pad", 0))
     if any(extra) and include:
-        raise _Issue("ceil_mode=1 with count_include_pad=1 is not supported",
-                     "use ceil_mode=0 or count_include_pad=0")
+        raise _Issue(
+            "ceil_mode=1 with count_include_pad=1 is not supported", "use ceil_mode=0 or count_include_pad=0"
+        )
     if any(extra):
         pads = (pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1])
     imp.vals[node.output[0]] = imp.emit(
-        node.output[0], Op.AVGPOOL, [x],
-        {"kernel": kernel, "stride": strides, "pads": pads, "count_include_pad": include}, None, label)
+        node.output[0],
+        Op.AVGPOOL,
+        [x],
+        {"kernel": kernel, "stride": strides, "pads": pads, "count_include_pad": include},
+        None,
+        label,
+    )
 
 
 @_handles("GlobalAveragePool", "GlobalMaxPool")
@@ -711,7 +806,9 @@ def _reduce(imp, node, attrs, label):
     else:
         axes = [0, 1, 2, 3]
     if sorted(a % 4 for a in axes) != [2, 3]:
-        raise _Issue(f"reduction over axes {axes} is not supported", "only reductions over H and W (axes 2, 3)")
+        raise _Issue(
+            f"reduction over axes {axes} is not supported", "only reductions over H and W (axes 2, 3)"
+        )
     op = Op.GLOBAL_AVGPOOL if node.op_type == "ReduceMean" else Op.GLOBAL_MAXPOOL
     keep = int(attrs.get("keepdims", 1))
     out = node.output[0]
@@ -749,18 +846,27 @@ def _binary2(imp: _Importer, kind: str, a_name: str, b_name: str, out: str, labe
     if not a_const and not b_const:
         a, b = imp.val(a_name), imp.val(b_name)
         if a.batched != b.batched or len(a.onnx_shape) != len(b.onnx_shape):
-            raise _Issue(f"shapes {list(a.onnx_shape)} and {list(b.onnx_shape)} are not supported together",
-                         "both operands must have the same rank with batch 1")
+            raise _Issue(
+                f"shapes {list(a.onnx_shape)} and {list(b.onnx_shape)} are not supported together",
+                "both operands must have the same rank with batch 1",
+            )
         imp.vals[out] = imp.emit(out, Op.BINARY, [a, b], {"kind": kind}, None, label)
         return
     x = imp.val(b_name if a_const else a_name)
     c = imp.const_to_ir(imp.consts[a_name if a_const else b_name], x)
-    imp.vals[out] = imp.emit(out, Op.CONST_BINARY, [x], {"kind": kind, "reverse": bool(a_const)}, {"const": c},
-                             label)
+    imp.vals[out] = imp.emit(
+        out, Op.CONST_BINARY, [x], {"kind": kind, "reverse": bool(a_const)}, {"const": c}, label
+    )
 
 
-_BINARY_NUMPY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "max": np.maximum,
-                 "min": np.minimum}
+_BINARY_NUMPY = {
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": np.divide,
+    "max": np.maximum,
+    "min": np.minimum,
+}
 
 
 @_handles("Concat")
@@ -769,9 +875,11 @@ def _concat(imp, node, attrs, label):
     rank = len(vals[0].onnx_shape)
     axis = int(attrs["axis"]) % rank
     if axis == 0 or not all(v.batched and len(v.onnx_shape) == rank for v in vals):
-        raise _Issue(f"concatenation along axis {axis} of shapes {[list(v.onnx_shape) for v in vals]} "
-                     "is not supported",
-                     "only concatenation of batch-1 tensors along a non-batch axis (channels) is supported")
+        raise _Issue(
+            f"concatenation along axis {axis} of shapes {[list(v.onnx_shape) for v in vals]} "
+            "is not supported",
+            "only concatenation of batch-1 tensors along a non-batch axis (channels) is supported",
+        )
     imp.vals[node.output[0]] = imp.emit(node.output[0], Op.CONCAT, vals, {"axis": axis - 1}, None, label)
 
 
@@ -780,14 +888,20 @@ def _pad(imp, node, attrs, label):
     x = imp.fmap(node.input[0])
     mode = attrs.get("mode", "constant")
     if mode != "constant":
-        raise _Issue(f"mode must be 'constant', not {mode!r}",
-                     "the grid pads with a constant value; export with constant (zero or value) padding")
+        raise _Issue(
+            f"mode must be 'constant', not {mode!r}",
+            "the grid pads with a constant value; export with constant (zero or value) padding",
+        )
     if imp.opset < 11:
         pads = [int(p) for p in attrs["pads"]]
         value = float(attrs.get("value", 0.0))
     else:
         pads = [int(p) for p in imp.const(node.input[1], "pads").reshape(-1)]
-        value = float(imp.const(node.input[2], "constant_value")) if len(node.input) > 2 and node.input[2] else 0.0
+        value = (
+            float(imp.const(node.input[2], "constant_value"))
+            if len(node.input) > 2 and node.input[2]
+            else 0.0
+        )
         if len(node.input) > 3 and node.input[3]:
             axes = [int(a) % 4 for a in imp.const(node.input[3], "axes").reshape(-1)]
             full = [0] * 8
@@ -798,8 +912,14 @@ def _pad(imp, node, attrs, label):
         raise _Issue(f"pads {pads} touch the batch or channel axis", "pad only H and W")
     if any(p < 0 for p in pads):
         raise _Issue(f"pads must be >= 0, not {pads}", "cropping (negative pads) is not supported")
-    imp.vals[node.output[0]] = imp.emit(node.output[0], Op.PAD, [x],
-                                        {"pads": (pads[2], pads[3], pads[6], pads[7]), "value": value}, None, label)
+    imp.vals[node.output[0]] = imp.emit(
+        node.output[0],
+        Op.PAD,
+        [x],
+        {"pads": (pads[2], pads[3], pads[6], pads[7]), "value": value},
+        None,
+        label,
+    )
 
 
 @_handles("Resize", "Upsample")
@@ -823,16 +943,23 @@ def _resize(imp, node, attrs, label):
     if scales is None:
         raise _Issue("neither scales nor sizes are given as constants")
     scales = [float(s) for s in np.asarray(scales).reshape(-1)]
-    if len(scales) != 4 or scales[0] != 1 or scales[1] != 1 or any(
-            s < 1 or not float(s).is_integer() for s in scales[2:]):
+    if (
+        len(scales) != 4
+        or scales[0] != 1
+        or scales[1] != 1
+        or any(s < 1 or not float(s).is_integer() for s in scales[2:])
+    ):
         raise _Issue(f"scales {scales} are not supported", "only integer upsampling of H and W")
     for axis in (2, 3):
         if not _nearest_repeats(coord, nearest, x.onnx_shape[axis], int(scales[axis])):
-            raise _Issue(f"coordinate_transformation_mode={coord!r} with nearest_mode={nearest!r} does not "
-                         f"repeat each pixel {int(scales[axis])} times along axis {axis}",
-                         "export with the default half_pixel/round_prefer_floor or asymmetric/floor")
-    imp.vals[node.output[0]] = imp.emit(node.output[0], Op.RESIZE, [x],
-                                        {"scale": (int(scales[2]), int(scales[3]))}, None, label)
+            raise _Issue(
+                f"coordinate_transformation_mode={coord!r} with nearest_mode={nearest!r} does not "
+                f"repeat each pixel {int(scales[axis])} times along axis {axis}",
+                "export with the default half_pixel/round_prefer_floor or asymmetric/floor",
+            )
+    imp.vals[node.output[0]] = imp.emit(
+        node.output[0], Op.RESIZE, [x], {"scale": (int(scales[2]), int(scales[3]))}, None, label
+    )
 
 
 def _nearest_repeats(coord: str, nearest: str, size: int, scale: int) -> bool:
@@ -888,7 +1015,9 @@ def _resize_scales(imp: _Importer, node, attrs, x: _Val) -> np.ndarray | None:
         elif policy == "not_smaller":
             given = np.full_like(given, given.max())
         elif policy != "stretch":
-            raise _Issue(f"keep_aspect_ratio_policy must be stretch, not_larger or not_smaller, not {policy!r}")
+            raise _Issue(
+                f"keep_aspect_ratio_policy must be stretch, not_larger or not_smaller, not {policy!r}"
+            )
     else:
         return None
     if given.size != len(axes):
@@ -913,8 +1042,10 @@ def _alias(imp, node, attrs, label):
 @_handles("Cast")
 def _cast(imp, node, attrs, label):
     if int(attrs["to"]) not in _FLOAT_TYPES:
-        raise _Issue(f"cast of a feature map to {onnx.TensorProto.DataType.Name(int(attrs['to']))}",
-                     "the grid computes in fixed point; keep activations float in the model")
+        raise _Issue(
+            f"cast of a feature map to {onnx.TensorProto.DataType.Name(int(attrs['to']))}",
+            "the grid computes in fixed point; keep activations float in the model",
+        )
     imp.vals[node.output[0]] = imp.val(node.input[0])
 
 
@@ -922,9 +1053,18 @@ def _cast(imp, node, attrs, label):
 def _lrn(imp, node, attrs, label):
     x = imp.fmap(node.input[0])
     imp.vals[node.output[0]] = imp.emit(
-        node.output[0], Op.LRN, [x],
-        {"size": int(attrs["size"]), "alpha": float(attrs.get("alpha", 1e-4)),
-         "beta": float(attrs.get("beta", 0.75)), "bias": float(attrs.get("bias", 1.0))}, None, label)
+        node.output[0],
+        Op.LRN,
+        [x],
+        {
+            "size": int(attrs["size"]),
+            "alpha": float(attrs.get("alpha", 1e-4)),
+            "beta": float(attrs.get("beta", 0.75)),
+            "bias": float(attrs.get("bias", 1.0)),
+        },
+        None,
+        label,
+    )
 
 
 @_handles("Softmax")
