@@ -1,0 +1,178 @@
+"""Configuration words: the 64-bit words the control CPU sends over the configuration bus.
+
+Word layout (the NeuFlow format): ``opcode[63:56] a[55:48] b[47:40] c[39:32] arg[31:0]``.
+Every pass starts with ``PASS`` and ends with ``GO``; in between, one group of words per port,
+route, convolver, mapper and ALU it uses. Signed 16-bit values are stored two's complement in
+16-bit fields; two of them share one ``arg`` (high half first).
+
+======  ===========  ====================================================================================
+opcode  name         fields
+======  ===========  ====================================================================================
+0x01    PASS         arg = pass index; a = kind code
+0x10    PORT         a = port, b = 0 read / 1 write, c = role (0 data, 1 psum, 2 out) | sync << 7;
+                     arg = tile the stream is delivered to / taken from
+0x11    PORT_ADDR    arg = word address of map row 0, column 0 of the region's channel
+0x12    PORT_MAP     arg = map height << 16 | map width
+0x13    PORT_WIN     arg = rows << 16 | cols
+0x14    PORT_ORG     arg = r0 << 16 | c0 (signed 16-bit each)
+0x15    PORT_PAD     a = top, b = left, c = bottom; arg = right << 16 | pad value
+0x16    PORT_STEP    a = row step, b = column step; arg = words in the stream
+0x20    ROUTE        a = from tile, b = to tile (neighbours); arg = stream number in this pass
+0x30    CONV         a = tile, b = mode (0 mac, 1 max), c = kh << 4 | kw; arg = stride/dilation nibbles
+                     sh << 12 | sw << 8 | dh << 4 | dw
+0x31    CONV_LINK    a = tile, b = psum source (0 bias, 1 port, 2 tile), c = source tile;
+                     arg = output (0 port, 1 tile) << 31 | destination tile << 16 | delay
+0x32    CONV_SHIFT   a = tile, b = shift (signed 8-bit), c = act tile + 1 (0 = none); arg = bias (16-bit)
+0x33    CONV_W       a = tile, b = index of the first of two weights; arg = w[i] << 16 | w[i+1]
+0x40    MAP          a = tile, b = segments; arg = shift (input frac + slope frac - output frac)
+0x41    MAP_SEG      a = tile, b = segment; arg = threshold << 16 | offset (threshold of segment 0 unused)
+0x42    MAP_SLOPE    a = tile, b = segment; arg = slope (signed 32-bit)
+0x50    ALU          a = tile, b = op (0 add, 1 sub, 2 mul, 3 max, 4 min), c = shift_out (signed);
+                     arg = shift_a << 16 | shift_b (signed 16-bit each)
+0x60    RATE         arg = P << 16 | Q: streams advance one word on P of every Q cycles
+0x7F    GO           arg = beats (words per input stream)
+======  ===========  ====================================================================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nfc.compiler.program import Pass, Stream
+
+__all__ = ["OPCODES", "word", "encode_pass", "KIND_CODES", "ALU_OPS", "ROLE_CODES"]
+
+OPCODES = {
+    "PASS": 0x01,
+    "PORT": 0x10,
+    "PORT_ADDR": 0x11,
+    "PORT_MAP": 0x12,
+    "PORT_WIN": 0x13,
+    "PORT_ORG": 0x14,
+    "PORT_PAD": 0x15,
+    "PORT_STEP": 0x16,
+    "ROUTE": 0x20,
+    "CONV": 0x30,
+    "CONV_LINK": 0x31,
+    "CONV_SHIFT": 0x32,
+    "CONV_W": 0x33,
+    "MAP": 0x40,
+    "MAP_SEG": 0x41,
+    "MAP_SLOPE": 0x42,
+    "ALU": 0x50,
+    "RATE": 0x60,
+    "GO": 0x7F,
+}
+KIND_CODES = {"conv": 0, "pool": 1, "map": 2, "eltwise": 3, "copy": 4}
+ALU_OPS = {"add": 0, "sub": 1, "mul": 2, "max": 3, "min": 4}
+ROLE_CODES = {"data": 0, "psum": 1, "out": 2}
+
+
+def _u(value: int, bits: int) -> int:
+    """Two's complement of ``value`` in ``bits`` bits (raises if it does not fit)."""
+    lo, hi = -(1 << (bits - 1)), (1 << bits) - 1
+    if not lo <= value <= hi:
+        raise ValueError(f"value {value} does not fit a {bits}-bit configuration field")
+    return value & ((1 << bits) - 1)
+
+
+def word(op: str, a: int = 0, b: int = 0, c: int = 0, arg: int = 0) -> int:
+    """One 64-bit configuration word (fields are 8-bit signed or unsigned, ``arg`` 32-bit)."""
+    if not (-128 <= a < 256 and -128 <= b < 256 and -128 <= c < 256 and -(1 << 31) <= arg < (1 << 32)):
+        raise ValueError(f"configuration word {op} fields a={a} b={b} c={c} arg={arg} do not fit")
+    return (
+        (OPCODES[op] << 56)
+        | ((a & 0xFF) << 48)
+        | ((b & 0xFF) << 40)
+        | ((c & 0xFF) << 32)
+        | (arg & 0xFFFFFFFF)
+    )
+
+
+def _pair(hi: int, lo: int) -> int:
+    return (_u(hi, 16) << 16) | _u(lo, 16)
+
+
+def _stream_words(i: int, s: Stream, address: int, map_shape: tuple[int, int]) -> list[int]:
+    r = s.region
+    role = ROLE_CODES[s.role] | (0x80 if s.sync else 0)
+    out = [
+        word("PORT", s.port, 0 if s.direction == "read" else 1, role, s.tile),
+        word("PORT_ADDR", arg=address),
+        word("PORT_MAP", arg=_pair(map_shape[0], map_shape[1])),
+        word("PORT_WIN", arg=_pair(r.rows, r.cols)),
+        word("PORT_ORG", arg=_pair(r.r0, r.c0)),
+    ]
+    if any(r.pads) or r.pad_value:
+        out.append(word("PORT_PAD", r.pads[0], r.pads[1], r.pads[2], _pair(r.pads[3], r.pad_value)))
+    out.append(word("PORT_STEP", r.step[0], r.step[1], 0, s.words))
+    for a, b in zip(s.route, s.route[1:], strict=False):
+        out.append(word("ROUTE", a, b, 0, i))
+    return out
+
+
+def _weight_words(tile: int, kernel: tuple[int, ...]) -> list[int]:
+    """CONV_W words for a kernel (vectorised: kernels are the bulk of all configuration words)."""
+    if not kernel:
+        return []
+    k = np.asarray(kernel, dtype=np.int64)
+    if k.min() < -(1 << 15) or k.max() >= 1 << 15:
+        raise ValueError("a weight does not fit a 16-bit configuration field")
+    if k.size % 2:
+        k = np.append(k, 0)
+    k = k & 0xFFFF
+    index = np.arange(0, k.size, 2, dtype=np.int64)
+    head = (OPCODES["CONV_W"] << 56) | (_u(tile, 8) << 48)
+    return (head | (index << 40) | (k[0::2] << 16) | k[1::2]).tolist()
+
+
+def encode_pass(
+    p: Pass, addresses: dict[tuple[str, int], int], map_shapes: dict[str, tuple[int, int]]
+) -> tuple[int, ...]:
+    """The configuration words of pass ``p``.
+
+    ``addresses[(buffer, channel)]`` is the word address of that map's first word;
+    ``map_shapes[buffer]`` the (H, W) the DMA addresses it with.
+    """
+    words = [word("PASS", KIND_CODES[p.kind], arg=p.index)]
+    for i, s in enumerate(p.streams):
+        words += _stream_words(
+            i, s, addresses[(s.region.buffer, s.region.channel)], map_shapes[s.region.buffer]
+        )
+    for u in p.convs:
+        (sh, sw), (dh, dw) = u.stride, u.dilation
+        kh, kw = u.block
+        words.append(
+            word(
+                "CONV",
+                u.tile,
+                0 if u.mode == "mac" else 1,
+                (kh << 4) | kw,
+                (sh << 12) | (sw << 8) | (dh << 4) | dw,
+            )
+        )
+        src = {"bias": 0, "port": 1}.get(u.psum_from, 2)
+        src_tile = int(u.psum_from.split(":")[1]) if u.psum_from.startswith("tile:") else 0
+        to_tile = int(u.to.split(":")[1]) if u.to.startswith("tile:") else 0
+        words.append(
+            word(
+                "CONV_LINK",
+                u.tile,
+                src,
+                src_tile,
+                ((0 if u.to == "port" else 1) << 31) | (to_tile << 16) | u.delay,
+            )
+        )
+        words.append(word("CONV_SHIFT", u.tile, u.shift, u.act_tile + 1, _u(u.bias, 16)))
+        words += _weight_words(u.tile, u.kernel)
+    for m in p.maps:
+        words.append(word("MAP", m.tile, len(m.slopes), 0, _u(m.shift, 32)))
+        thresholds = (0,) + m.thresholds
+        for i, (t, off, slope) in enumerate(zip(thresholds, m.offsets, m.slopes, strict=True)):
+            words.append(word("MAP_SEG", m.tile, i, 0, _pair(t, off)))
+            words.append(word("MAP_SLOPE", m.tile, i, 0, _u(slope, 32)))
+    for a in p.alus:
+        words.append(word("ALU", a.tile, ALU_OPS[a.op], a.shift_out, _pair(a.shift_a, a.shift_b)))
+    words.append(word("RATE", arg=_pair(p.rate[0], p.rate[1])))
+    words.append(word("GO", arg=p.beats))
+    return tuple(words)

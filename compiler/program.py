@@ -1,0 +1,206 @@
+"""The program: what the compiler emits and the cycle model and the RTL execute.
+
+A :class:`Program` is a memory map (every buffer's word address) and a sequence of steps: grid
+:class:`Pass` es and :class:`HostStep` s. A pass is a configuration (the units below, encoded
+into 64-bit configuration words by ``compiler/encode.py``) followed by streaming.
+
+Grid geometry: tiles are addressed ``(row, col)``; tile number ``row * cols + col``. Global I/O
+port ``p`` attaches to the router of perimeter tile ``perimeter[p % len(perimeter)]``, the
+perimeter walked clockwise from ``(0, 0)``. Inside a pass every directed link between neighbouring
+routers carries at most one stream, and every port is either read or written (or idle).
+
+A :class:`Region` is a 2-D window of a buffer in *padded* coordinates: the DMA streams ``rows x
+cols`` words, row by row; position ``(r, c)`` reads ``map[r0 + r - pad_top, c0 + c - pad_left]``
+of map ``channel`` when that lies inside the map, and ``pad_value`` otherwise. Writes use the
+same description without a border, with ``step`` for strided (phase) writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Region",
+    "Stream",
+    "ConvUnit",
+    "MapUnit",
+    "AluUnit",
+    "Pass",
+    "HostStep",
+    "BufferInfo",
+    "Program",
+    "PROGRAM_VERSION",
+]
+
+#: Version of the binary program format (``compiler/encode.py``); bump on any change to it.
+PROGRAM_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """A 2-D window of one map of a buffer, in the coordinates of the map padded by ``pads``."""
+
+    buffer: str
+    channel: int
+    r0: int
+    c0: int
+    rows: int
+    cols: int
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    pad_value: int = 0
+    step: tuple[int, int] = (1, 1)  # write only: rows/cols advance by this in the map
+
+    @property
+    def words(self) -> int:
+        return self.rows * self.cols
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A DMA stream through global port ``port``: ``read`` brings ``region`` into the grid and
+    delivers it to ``tile``; ``write`` takes the stream leaving ``tile`` to ``region``.
+
+    ``role``: ``data`` (convolver/mapper/ALU input), ``psum`` (a partial sum read back), ``out``
+    (a result written). ``route``: the tiles the stream crosses, from the port's tile to ``tile``
+    (reads) or from ``tile`` to the port's tile (writes). ``sync``: a read that delivers one word
+    per *output* position of the unit it feeds (partial sums) rather than one per input word.
+    """
+
+    port: int
+    direction: str  # "read" | "write"
+    role: str  # "data" | "psum" | "out"
+    region: Region
+    tile: int
+    route: tuple[int, ...]
+    words: int
+    sync: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConvUnit:
+    """One convolver's work in a pass: one term of a chain (or a fused pooling stage).
+
+    ``psum_from``: ``"bias"`` (chain start; ``bias`` word), ``"port"`` (a partial sum read stream)
+    or ``"tile:N"`` (the output of the convolver on tile N). ``to``: ``"port"`` (written), or
+    ``"tile:N"``. ``act_tile``: the tile whose mapper the output passes through first (or -1).
+    ``delay``: FIFO words inserted on the data input to line it up with the partial sum.
+    """
+
+    tile: int
+    layer: str
+    out_channel: int
+    term: int  # index of the term in the chain; -1 for a fused pooling stage
+    mode: str
+    in_channel: int
+    offset: tuple[int, int]
+    block: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    kernel: tuple[int, ...]  # weight words, row-major (empty in max mode)
+    shift: int  # fraction bits dropped when rounding the window sum into the partial sum
+    bias: int
+    psum_from: str
+    to: str
+    act_tile: int = -1
+    delay: int = 0
+    macs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MapUnit:
+    """A mapper configuration: ``thresholds``, ``slopes``, ``offsets`` words, ``slope_frac``,
+    ``shift`` (= in frac + slope frac - out frac)."""
+
+    tile: int
+    layer: str
+    channel: int
+    thresholds: tuple[int, ...]
+    slopes: tuple[int, ...]
+    offsets: tuple[int, ...]
+    shift: int
+
+
+@dataclass(frozen=True, slots=True)
+class AluUnit:
+    """An ALU: ``op`` on two aligned streams; ``shift_a``/``shift_b`` align them, ``shift_out``
+    rounds the result into the output format."""
+
+    tile: int
+    layer: str
+    channel: int
+    op: str
+    shift_a: int
+    shift_b: int
+    shift_out: int
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One grid pass: configuration, then streaming.
+
+    ``estimate`` holds the compiler's analytical cycle estimate, broken down: ``config``,
+    ``latency``, ``stream``, ``total``; ``rate`` is the beat rate (words per cycle per stream).
+    """
+
+    index: int
+    kind: str  # conv | pool | map | eltwise | copy
+    layers: tuple[str, ...]
+    convs: tuple[ConvUnit, ...] = ()
+    maps: tuple[MapUnit, ...] = ()
+    alus: tuple[AluUnit, ...] = ()
+    streams: tuple[Stream, ...] = ()
+    links: tuple[tuple[int, int], ...] = ()  # directed router links in use
+    config_words: tuple[int, ...] = ()
+    rate: tuple[int, int] = (1, 1)
+    beats: int = 0  # words each input stream carries
+    macs: int = 0  # useful MACs of the network computed in this pass
+    estimate: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostStep:
+    """An op run on the host between passes: reads ``srcs`` buffers, writes ``dst``."""
+
+    index: int
+    layer: str
+    op: str
+    srcs: tuple[str, ...]
+    dst: str
+    ops: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BufferInfo:
+    """Where a buffer lives: word ``address`` of its first word, ``shape``, format fraction bits."""
+
+    name: str
+    address: int
+    shape: tuple[int, int, int]
+    frac: int
+    bits: int
+    kind: str  # input | output | temp | view
+
+
+@dataclass(frozen=True)
+class Program:
+    """A compiled network for one target."""
+
+    version: int
+    target: str
+    model: str
+    policy: str
+    buffers: tuple[BufferInfo, ...]
+    inputs: tuple[tuple[str, str, tuple[int, ...]], ...]
+    outputs: tuple[tuple[str, str, tuple[int, ...]], ...]
+    steps: tuple[Pass | HostStep, ...]
+    memory_words: int = 0
+
+    @property
+    def passes(self) -> tuple[Pass, ...]:
+        return tuple(s for s in self.steps if isinstance(s, Pass))
+
+    def buffer(self, name: str) -> BufferInfo:
+        for b in self.buffers:
+            if b.name == name:
+                return b
+        raise KeyError(name)

@@ -1,0 +1,877 @@
+"""The scheduler: a lowered graph -> a :class:`~nfc.compiler.program.Program` of passes.
+
+Work of a layer is cut into passes, each pass is placed on the tile grid (convolvers in the grid's
+snake order), its streams get ports and routes (shortest free paths on the router mesh, at most one
+stream per directed link, networkx), FIFO delays line partial sums up with data, the memory
+bandwidth sets the beat rate, and buffers get addresses (dead buffers' memory is reused).
+
+Two policies:
+
+``luaflow`` (NeuFlow's published strategy, the baseline)
+    one output map per pass, built from up to ``min(convolvers, read ports - 1)`` of its terms; a
+    longer chain goes over several passes with the partial sum written to memory and read back;
+    the mapper runs at the end of the chain; pooling runs in separate passes, one map per pass.
+``nfc`` (default)
+    as many chains per pass as the write ports allow, every convolver used; pooling that follows
+    a convolution is fused into its final pass (a second convolver in pooling mode reads the
+    mapper's output on the grid, so the un-pooled map never goes to memory); pooling and
+    elementwise layers run several maps per pass.
+
+Feature maps wider than a convolver's line buffers are cut into column strips (each strip its own
+passes, the report counts them); a kernel too wide even for one output column is an error naming
+the layer and the limit.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+
+import networkx as nx
+import numpy as np
+
+from nfc.arch import ArchConfig
+from nfc.compiler.encode import encode_pass
+from nfc.compiler.grid import ConvLayer, CopyLayer, EltwiseLayer, HostLayer, Lowered, MapLayer
+from nfc.compiler.program import (
+    PROGRAM_VERSION,
+    AluUnit,
+    BufferInfo,
+    ConvUnit,
+    HostStep,
+    MapUnit,
+    Pass,
+    Program,
+    Region,
+    Stream,
+)
+from nfc.compiler.timing import ALU_LATENCY, CONV_LATENCY, MAP_LATENCY, WRITE_LATENCY
+from nfc.errors import NfcError
+
+__all__ = ["schedule", "SchedulingError", "POLICIES", "Geometry"]
+
+POLICIES = ("nfc", "luaflow")
+#: Largest denominator of a beat rate P/Q.
+RATE_DENOMINATOR = 64
+
+
+class SchedulingError(NfcError):
+    """The program cannot be scheduled on the target; the message names the layer and the limit."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# grid geometry and routing
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Geometry:
+    rows: int
+    cols: int
+    snake: tuple[int, ...]  # tiles in chain order
+    port_tile: tuple[int, ...]
+    mesh: nx.DiGraph
+
+    @classmethod
+    def of(cls, arch: ArchConfig) -> Geometry:
+        rows, cols = arch.grid.rows, arch.grid.cols
+        snake = []
+        for r in range(rows):
+            order = range(cols) if r % 2 == 0 else range(cols - 1, -1, -1)
+            snake += [r * cols + c for c in order]
+        if rows == 1 or cols == 1:
+            perimeter = list(range(rows * cols))
+        else:
+            perimeter = [c for c in range(cols)]
+            perimeter += [r * cols + cols - 1 for r in range(1, rows)]
+            perimeter += [(rows - 1) * cols + c for c in range(cols - 2, -1, -1)]
+            perimeter += [r * cols for r in range(rows - 2, 0, -1)]
+        port_tile = tuple(perimeter[p % len(perimeter)] for p in range(arch.io.ports))
+        mesh = nx.DiGraph()
+        mesh.add_nodes_from(range(rows * cols))
+        for r in range(rows):
+            for c in range(cols):
+                t = r * cols + c
+                for dr, dc in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+                    rr, cc = r + dr, c + dc
+                    if 0 <= rr < rows and 0 <= cc < cols:
+                        mesh.add_edge(t, rr * cols + cc)
+        return cls(rows, cols, tuple(snake), port_tile, mesh)
+
+
+class _Router:
+    """Links and ports in use during one pass."""
+
+    def __init__(self, geo: Geometry, arch: ArchConfig):
+        self.geo = geo
+        self.arch = arch
+        self.used: set[tuple[int, int]] = set()
+        self.ports: dict[int, str] = {}
+
+    def path(self, a: int, b: int) -> tuple[int, ...] | None:
+        if a == b:
+            return (a,)
+        free = nx.subgraph_view(self.geo.mesh, filter_edge=lambda u, v: (u, v) not in self.used)
+        try:
+            return tuple(nx.shortest_path(free, a, b))
+        except nx.NetworkXNoPath:
+            return None
+
+    def take(self, path: tuple[int, ...]) -> None:
+        for u, v in zip(path, path[1:], strict=False):
+            self.used.add((u, v))
+
+    def port(self, direction: str, tile: int) -> tuple[int, tuple[int, ...]] | None:
+        """A free port for a stream to (read) or from (write) ``tile``, and the route; prefers short routes."""
+        used_dir = sum(1 for d in self.ports.values() if d == direction)
+        limit = self.arch.io.max_read_ports if direction == "read" else self.arch.io.max_write_ports
+        if used_dir >= limit:
+            return None
+        best = None
+        for p, pt in enumerate(self.geo.port_tile):
+            if p in self.ports:
+                continue
+            route = self.path(pt, tile) if direction == "read" else self.path(tile, pt)
+            if route is not None and (best is None or len(route) < len(best[1])):
+                best = (p, route)
+        if best is not None:
+            self.ports[best[0]] = direction
+            self.take(best[1])
+        return best
+
+
+# ---------------------------------------------------------------------------------------------------
+# work items
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Segment:
+    """Terms ``slots`` of the chain of output map ``o`` of ``layer``, in one pass, on strip ``strip``."""
+
+    layer: ConvLayer
+    o: int
+    slots: tuple[int, ...]
+    psum_in: bool
+    final: bool
+    strip: tuple[int, int]  # output columns [x0, x1)
+    pool: ConvLayer | None = None
+
+
+@dataclass
+class _Ctx:
+    arch: ArchConfig
+    low: Lowered
+    geo: Geometry
+    policy: str
+    psum_buffers: dict[str, str] = field(default_factory=dict)
+    addresses: dict[tuple[str, int], int] = field(default_factory=dict)
+    layouts: dict[tuple, tuple[list, tuple]] = field(default_factory=dict)
+    map_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    extra_buffers: dict[str, tuple[tuple[int, int, int], int, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _slots(layer: ConvLayer, o: int) -> tuple[int, ...]:
+    return tuple(int(t) for t in np.flatnonzero(layer.channels[o] >= 0))
+
+
+def _span(layer: ConvLayer) -> tuple[int, int]:
+    (bh, bw), (dh, dw) = layer.block, layer.dilation
+    return (bh - 1) * dh + 1, (bw - 1) * dw + 1
+
+
+def _strips(layer: ConvLayer, arch: ArchConfig) -> list[tuple[int, int]]:
+    """Output column ranges whose input windows fit the convolver's line buffers."""
+    _, _, OW = layer.out_shape
+    span_h, span_w = _span(layer)
+    limit = arch.tile.line_buffer_words
+    sw = layer.stride[1]
+    if span_h == 1:
+        return [(0, OW)]  # no line buffer in use
+    if span_w > limit:
+        raise SchedulingError(
+            f"layer {layer.name!r}: a window {span_w} words wide does not fit the convolver's line buffers "
+            f"({limit} words, tile.line_buffer_words)"
+        )
+    width = (limit - span_w) // sw + 1
+    return [(x, min(OW, x + width)) for x in range(0, OW, width)]
+
+
+def _fusable_pool(ctx: _Ctx, layer: ConvLayer, consumers: dict[str, list]) -> ConvLayer | None:
+    if ctx.policy != "nfc":
+        return None
+    users = consumers.get(layer.dst, [])
+    if len(users) != 1 or not isinstance(users[0], ConvLayer):
+        return None
+    pool = users[0]
+    outputs = {b for _, b, _ in ctx.low.outputs}
+    O = layer.out_shape[0]
+    if (
+        layer.dst in outputs
+        or pool.kind not in ("maxpool", "avgpool")
+        or pool.channels.shape != (O, 1)
+        or not np.array_equal(pool.channels[:, 0], np.arange(O))
+        or pool.offsets.any()
+        or pool.view != layer.out_shape[1:]
+        or any(pool.pads)
+        or len(_strips(layer, ctx.arch)) != 1
+        or len(_strips(pool, ctx.arch)) != 1
+        or ctx.low.buffers[layer.dst].parent is not None
+    ):
+        return None
+    return pool
+
+
+def _conv_segments(ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None) -> list[list[_Segment]]:
+    """Cut the layer's chains into segments and pack segments into passes."""
+    arch = ctx.arch
+    n_conv = arch.convolvers
+    reads, writes = arch.io.max_read_ports, arch.io.max_write_ports
+    passes: list[list[_Segment]] = []
+    O = layer.out_shape[0]
+    for strip in _strips(layer, arch):
+        if ctx.policy == "luaflow":
+            per = max(1, min(n_conv, reads - 1))
+            for o in range(O):
+                slots = _slots(layer, o)
+                for j in range(0, len(slots), per):
+                    seg = slots[j : j + per]
+                    passes.append([_Segment(layer, o, seg, j > 0, j + per >= len(slots), strip)])
+            continue
+        cur: list[_Segment] = []
+        free_c, free_r, free_w = n_conv, reads, writes
+
+        def flush():
+            nonlocal cur, free_c, free_r, free_w
+            if cur:
+                passes.append(cur)
+            cur, free_c, free_r, free_w = [], n_conv, reads, writes
+
+        for o in range(O):
+            slots = _slots(layer, o)
+            j = 0
+            while j < len(slots):
+                psum = j > 0
+                extra = 1 if pool is not None else 0
+                if free_w < 1 or free_r < 1 + psum or free_c < 1:
+                    flush()
+                    continue
+                k = min(free_c, free_r - psum, len(slots) - j)
+                final = j + k == len(slots)
+                if final and extra and k + 1 > free_c:
+                    if k > 1:
+                        k -= 1
+                        final = False
+                    else:
+                        flush()
+                        continue
+                cur.append(_Segment(layer, o, slots[j : j + k], psum, final, strip, pool if final else None))
+                free_c -= k + (extra if final else 0)
+                free_r -= k + psum
+                free_w -= 1
+                j += k
+        flush()
+    return passes
+
+
+def _simple_groups(ctx: _Ctx, channels: int, per_pass: int) -> list[range]:
+    per_pass = max(1, per_pass)
+    return [range(c, min(channels, c + per_pass)) for c in range(0, channels, per_pass)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# building passes
+# ---------------------------------------------------------------------------------------------------
+def _words_per_cycle(arch: ArchConfig, gbytes: float) -> Fraction:
+    words = Fraction(gbytes).limit_denominator(10**6) * 10**9 / arch.word_bytes
+    return words / Fraction(arch.grid.clock_mhz).limit_denominator(10**6) / 10**6
+
+
+def _rate(arch: ArchConfig, beats: int, reads: list[int], writes: list[int]) -> tuple[int, int]:
+    """The beat rate P/Q: the largest rate <= 1 at which the streams' words fit the memory bandwidth.
+
+    ``reads``/``writes``: words of each stream over the pass; per beat each demands words/beats.
+    """
+    return _rate_of(arch, beats, sum(reads), sum(writes))
+
+
+@functools.lru_cache(maxsize=4096)
+def _rate_of(arch: ArchConfig, beats: int, read_words: int, write_words: int) -> tuple[int, int]:
+    r = Fraction(read_words, beats)
+    w = Fraction(write_words, beats)
+    m = arch.memory
+    limit = Fraction(1)
+    if m.shared:
+        total = r + w
+        if total:
+            limit = min(limit, _words_per_cycle(arch, m.read_gbytes_per_s) / total)
+    else:
+        if r:
+            limit = min(limit, _words_per_cycle(arch, m.read_gbytes_per_s) / r)
+        if w:
+            limit = min(limit, _words_per_cycle(arch, m.write_gbytes_per_s) / w)
+    if limit >= 1:
+        return (1, 1)
+    p = math.floor(limit * RATE_DENOMINATOR)
+    if p < 1:
+        raise SchedulingError("memory bandwidth too low for a single stream at 1/64 word per cycle")
+    g = math.gcd(p, RATE_DENOMINATOR)
+    return (p // g, RATE_DENOMINATOR // g)
+
+
+def _estimate(arch: ArchConfig, n_config: int, beats: int, rate: tuple[int, int], depth: int) -> dict:
+    config = n_config * arch.config_bus.cycles_per_word
+    stream = math.ceil(beats * rate[1] / rate[0])
+    latency = arch.memory.latency_cycles + depth
+    return {"config": config, "latency": latency, "stream": stream, "total": config + latency + stream}
+
+
+class _PassBuilder:
+    """Places one pass's units on tiles and routes its streams.
+
+    Placement and routing depend only on the pass's *shape* (``key``: how many units of which kind
+    in which order), so the decisions of the first pass of a shape are recorded and replayed for
+    every later pass of the same shape.
+    """
+
+    def __init__(self, ctx: _Ctx, index: int, kind: str, key: tuple):
+        self.ctx = ctx
+        self.index = index
+        self.kind = kind
+        self.router = _Router(ctx.geo, ctx.arch)
+        self.next_tile = 0
+        self.convs: list[ConvUnit] = []
+        self.maps: list[MapUnit] = []
+        self.alus: list[AluUnit] = []
+        self.streams: list[Stream] = []
+        self.layers: list[str] = []
+        self.depth = 0
+        self.macs = 0
+        self.key = (kind,) + key
+        cached = ctx.layouts.get(self.key)
+        self.record: list = []
+        self.replay = iter(cached[0]) if cached is not None else None
+        self.links_used = cached[1] if cached is not None else None
+
+    def _decide(self, compute):
+        if self.replay is not None:
+            return next(self.replay)
+        value = compute()
+        self.record.append(value)
+        return value
+
+    def tile(self) -> int:
+        def pick():
+            if self.next_tile >= len(self.ctx.geo.snake):
+                raise SchedulingError(f"pass {self.index}: more units than tiles (internal error)")
+            t = self.ctx.geo.snake[self.next_tile]
+            self.next_tile += 1
+            return t
+
+        return self._decide(pick)
+
+    def stream(
+        self, direction: str, role: str, region: Region, tile: int, words: int, sync: bool = False
+    ) -> int:
+        def route():
+            got = self.router.port(direction, tile)
+            if got is None:
+                raise SchedulingError(f"pass {self.index}: no free {direction} port or route to tile {tile}")
+            return got
+
+        port, path = self._decide(route)
+        self.streams.append(Stream(port, direction, role, region, tile, path, words, sync))
+        return len(path) - 1
+
+    def link(self, a: int, b: int) -> int:
+        def route():
+            path = self.router.path(a, b)
+            if path is None:
+                raise SchedulingError(f"pass {self.index}: no free route from tile {a} to tile {b}")
+            self.router.take(path)
+            return path
+
+        return len(self._decide(route)) - 1
+
+    def finish(self, beats: int, reads: list[int], writes: list[int]) -> Pass:
+        arch = self.ctx.arch
+        rate = _rate(arch, beats, reads, writes)
+        if self.links_used is None:
+            self.links_used = tuple(sorted(self.router.used))
+            self.ctx.layouts[self.key] = (self.record, self.links_used)
+        units = Pass(
+            self.index,
+            self.kind,
+            tuple(dict.fromkeys(self.layers)),
+            tuple(self.convs),
+            tuple(self.maps),
+            tuple(self.alus),
+            tuple(self.streams),
+            self.links_used,
+            (),
+            rate,
+            beats,
+            self.macs,
+        )
+        words = encode_pass(units, self.ctx.addresses, self.ctx.map_shapes)
+        est = _estimate(arch, len(words), beats, rate, self.depth)
+        return replace(units, config_words=words, estimate=est)
+
+
+def _region_in(layer: ConvLayer, channel: int, offset: tuple[int, int], strip: tuple[int, int]) -> Region:
+    (dh, dw), (sh, sw) = layer.dilation, layer.stride
+    span_h, span_w = _span(layer)
+    _, OH, _ = layer.out_shape
+    x0, x1 = strip
+    rows = (OH - 1) * sh + span_h
+    cols = (x1 - x0 - 1) * sw + span_w
+    return Region(
+        layer.src, channel, offset[0] * dh, x0 * sw + offset[1] * dw, rows, cols, layer.pads, layer.pad_value
+    )
+
+
+def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
+    arch = ctx.arch
+    first = segments[0].layer
+    key = tuple((len(seg.slots), seg.psum_in, seg.pool is not None) for seg in segments)
+    pb = _PassBuilder(ctx, index, "conv" if first.kind not in ("maxpool", "avgpool") else "pool", key)
+    fifo = arch.tile.fifo_depth
+    hop = arch.tile.router_latency
+    reads: list[int] = []
+    writes: list[int] = []
+    beats = 0
+    for seg in segments:
+        layer = seg.layer
+        pb.layers.append(layer.name)
+        _, OH, _ = layer.out_shape
+        x0, x1 = seg.strip
+        out_words = OH * (x1 - x0)
+        f_acc = layer.in_fmt.frac + layer.wfmt.frac
+        tiles = [pb.tile() for _ in seg.slots]
+        pool_tile = pb.tile() if seg.pool is not None else -1
+        # chain links first (most constrained), then reads, then the write
+        hops = [pb.link(a, b) for a, b in zip(tiles, tiles[1:], strict=False)]
+        if seg.pool is not None:
+            hops.append(pb.link(tiles[-1], pool_tile))
+        depth = 0
+        for i, (t, slot) in enumerate(zip(tiles, seg.slots, strict=True)):
+            ch = int(layer.channels[seg.o, slot])
+            off = (int(layer.offsets[seg.o, slot, 0]), int(layer.offsets[seg.o, slot, 1]))
+            region = _region_in(layer, ch, off, seg.strip)
+            beats = region.words
+            data_hops = pb.stream("read", "data", region, t, region.words)
+            reads.append(region.words)
+            delay = i * (CONV_LATENCY + (hops[i - 1] * hop if i else 0))
+            if delay > fifo:
+                raise SchedulingError(
+                    f"layer {layer.name!r}: aligning a chain of {len(tiles)} convolvers needs a {delay}-word FIFO, "
+                    f"more than tile.fifo_depth ({fifo})"
+                )
+            last = i == len(tiles) - 1
+            to = "port"
+            if not last:
+                to = f"tile:{tiles[i + 1]}"
+            elif seg.pool is not None:
+                to = f"tile:{pool_tile}"
+            psum_from = (
+                "bias" if i == 0 and not seg.psum_in else ("port" if i == 0 else f"tile:{tiles[i - 1]}")
+            )
+            kernel = tuple(layer.kernels[seg.o, slot].reshape(-1).tolist()) if layer.mode == "mac" else ()
+            macs = 0
+            if layer.mode == "mac":
+                macs = int(np.count_nonzero(layer.kernels[seg.o, slot])) * out_words
+            pb.macs += macs
+            pb.convs.append(
+                ConvUnit(
+                    tile=t,
+                    layer=layer.name,
+                    out_channel=seg.o,
+                    term=slot,
+                    mode=layer.mode,
+                    in_channel=ch,
+                    offset=off,
+                    block=layer.block,
+                    stride=layer.stride,
+                    dilation=layer.dilation,
+                    kernel=kernel,
+                    shift=f_acc - layer.psum_fmt.frac if layer.mode == "mac" else 0,
+                    bias=int(layer.bias[seg.o]) if psum_from == "bias" else 0,
+                    psum_from=psum_from,
+                    to=to,
+                    act_tile=t if (last and seg.final and layer.act) else -1,
+                    delay=delay,
+                    macs=macs,
+                )
+            )
+            depth = max(depth, data_hops * hop + delay + CONV_LATENCY)
+        if seg.psum_in:
+            psum_buf = ctx.psum_buffers[layer.name]
+            region = Region(psum_buf, seg.o, 0, x0, OH, x1 - x0)
+            pb.stream("read", "psum", region, tiles[0], out_words, sync=True)
+            reads.append(out_words)
+        if seg.final and layer.act:
+            pwl = layer.act[seg.o]
+            pb.maps.append(
+                MapUnit(
+                    tiles[-1],
+                    layer.name,
+                    seg.o,
+                    pwl.thresholds,
+                    pwl.slopes,
+                    pwl.offsets,
+                    pwl.in_fmt.frac + pwl.slope_frac - pwl.out_fmt.frac,
+                )
+            )
+            depth += MAP_LATENCY
+        if seg.pool is not None:
+            pool = seg.pool
+            pb.layers.append(pool.name)
+            _, POH, POW = pool.out_shape
+            kernel = tuple(pool.kernels[seg.o, 0].reshape(-1).tolist()) if pool.mode == "mac" else ()
+            pmacs = int(np.count_nonzero(pool.kernels[seg.o, 0])) * POH * POW if pool.mode == "mac" else 0
+            pb.macs += pmacs
+            pb.convs.append(
+                ConvUnit(
+                    tile=pool_tile,
+                    layer=pool.name,
+                    out_channel=seg.o,
+                    term=-1,
+                    mode=pool.mode,
+                    in_channel=seg.o,
+                    offset=(0, 0),
+                    block=pool.block,
+                    stride=pool.stride,
+                    dilation=pool.dilation,
+                    kernel=kernel,
+                    shift=pool.in_fmt.frac + pool.wfmt.frac - pool.psum_fmt.frac if pool.mode == "mac" else 0,
+                    bias=int(pool.bias[seg.o]),
+                    psum_from="bias",
+                    to="port",
+                    macs=pmacs,
+                )
+            )
+            out_region = Region(pool.dst, seg.o, 0, 0, POH, POW)
+            pb.stream("write", "out", out_region, pool_tile, POH * POW)
+            writes.append(POH * POW)
+            depth += CONV_LATENCY + hop * hops[-1]
+        else:
+            dst = layer.dst if seg.final else ctx.psum_buffers[layer.name]
+            out_region = Region(dst, seg.o, 0, x0, OH, x1 - x0)
+            pb.stream("write", "out", out_region, tiles[-1], out_words)
+            writes.append(out_words)
+        pb.depth = max(pb.depth, depth + WRITE_LATENCY)
+    return pb.finish(beats, reads, writes)
+
+
+def _map_pass(ctx: _Ctx, index: int, layer: MapLayer, chans: range) -> Pass:
+    pb = _PassBuilder(ctx, index, "map", (len(chans),))
+    pb.layers.append(layer.name)
+    C, H, W = ctx.low.buffers[layer.src].shape
+    for c in chans:
+        t = pb.tile()
+        h = pb.stream("read", "data", Region(layer.src, c, 0, 0, H, W), t, H * W)
+        pwl = layer.pwl[c]
+        pb.maps.append(
+            MapUnit(
+                t,
+                layer.name,
+                c,
+                pwl.thresholds,
+                pwl.slopes,
+                pwl.offsets,
+                pwl.in_fmt.frac + pwl.slope_frac - pwl.out_fmt.frac,
+            )
+        )
+        h2 = pb.stream("write", "out", Region(layer.dst, c, 0, 0, H, W), t, H * W)
+        pb.depth = max(pb.depth, (h + h2) * ctx.arch.tile.router_latency + MAP_LATENCY + WRITE_LATENCY)
+    n = len(chans)
+    return pb.finish(H * W, [H * W] * n, [H * W] * n)
+
+
+def _eltwise_pass(ctx: _Ctx, index: int, layer: EltwiseLayer, chans: range) -> Pass:
+    pb = _PassBuilder(ctx, index, "eltwise", (len(chans),))
+    pb.layers.append(layer.name)
+    bufs = ctx.low.buffers
+    C, H, W = bufs[layer.dst].shape
+    fa, fb, fo = bufs[layer.a].fmt.frac, bufs[layer.b].fmt.frac, bufs[layer.dst].fmt.frac
+    top = fa + fb if layer.kind == "mul" else max(fa, fb)
+    for c in chans:
+        t = pb.tile()
+        h1 = pb.stream("read", "data", Region(layer.a, c, 0, 0, H, W), t, H * W)
+        h2 = pb.stream("read", "data", Region(layer.b, c, 0, 0, H, W), t, H * W)
+        pb.alus.append(AluUnit(t, layer.name, c, layer.kind, fa - top, fb - top, top - fo))
+        h3 = pb.stream("write", "out", Region(layer.dst, c, 0, 0, H, W), t, H * W)
+        pb.depth = max(
+            pb.depth, (max(h1, h2) + h3) * ctx.arch.tile.router_latency + ALU_LATENCY + WRITE_LATENCY
+        )
+    n = len(chans)
+    return pb.finish(H * W, [H * W] * (2 * n), [H * W] * n)
+
+
+def _copy_pass(ctx: _Ctx, index: int, layer: CopyLayer, chans: range) -> Pass:
+    pb = _PassBuilder(ctx, index, "copy", (len(chans),))
+    pb.layers.append(layer.name)
+    C, H, W = ctx.low.buffers[layer.src].shape
+    pt, pl, pb_, pr = layer.pads
+    rows, cols = H + pt + pb_, W + pl + pr
+    for c in chans:
+        t = pb.tile()
+        h1 = pb.stream(
+            "read",
+            "data",
+            Region(layer.src, c, 0, 0, rows, cols, layer.pads, layer.pad_value),
+            t,
+            rows * cols,
+        )
+        h2 = pb.stream(
+            "write",
+            "out",
+            Region(layer.dst, c, layer.start[0], layer.start[1], rows, cols, step=layer.step),
+            t,
+            rows * cols,
+        )
+        pb.depth = max(pb.depth, (h1 + h2) * ctx.arch.tile.router_latency + WRITE_LATENCY)
+    n = len(chans)
+    return pb.finish(rows * cols, [rows * cols] * n, [rows * cols] * n)
+
+
+# ---------------------------------------------------------------------------------------------------
+# memory
+# ---------------------------------------------------------------------------------------------------
+def _allocate(ctx: _Ctx, order: list, materialised: set[str]) -> tuple[dict[str, int], int, dict[str, str]]:
+    """Word addresses of root buffers (first fit, reusing buffers that are dead), and kinds."""
+    low = ctx.low
+    roots = {}
+    for name in low.buffers:
+        root, _ = low.root(name)
+        roots[name] = root.name
+    sizes: dict[str, int] = {}
+    for name in materialised:
+        sizes[name] = low.buffers[name].words
+    for name, (shape, _, _) in ctx.extra_buffers.items():
+        sizes[name] = shape[0] * shape[1] * shape[2]
+    # view reads past a buffer's end (a vector seen as rows x K) must stay inside memory
+    for step in order:
+        if isinstance(step, ConvLayer) and roots.get(step.src) in sizes:
+            need = step.view[0] * step.view[1]
+            r = roots[step.src]
+            _, off = low.root(step.src)
+            sizes[r] = max(sizes[r], off + need)
+    inputs = {roots[b] for _, b, _ in low.inputs}
+    outputs = {roots[b] for _, b, _ in low.outputs}
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for i, step in enumerate(order):
+        for name in _reads(step, ctx):
+            r = roots.get(name, name)
+            last[r] = i
+            first.setdefault(r, i)
+        for name in _writes(step, ctx):
+            r = roots.get(name, name)
+            first.setdefault(r, i)
+            last[r] = max(last.get(r, i), i)
+    for r in inputs:
+        first[r] = -1
+    for r in outputs:
+        last[r] = len(order)
+    live: list[tuple[int, int, str]] = []  # (address, size, name)
+    addresses: dict[str, int] = {}
+    end = 0
+    for name in sorted(sizes, key=lambda n: (first.get(n, 0), n)):
+        start = first.get(name, 0)
+        live = [(a, s, n) for a, s, n in live if last.get(n, len(order)) >= start]
+        size = sizes[name]
+        addr = 0
+        for a, s, _ in sorted(live):
+            if addr + size <= a:
+                break
+            addr = max(addr, a + s)
+        addresses[name] = addr
+        live.append((addr, size, name))
+        end = max(end, addr + size)
+    kinds = {}
+    for name in sizes:
+        kinds[name] = "input" if name in inputs else "output" if name in outputs else "temp"
+    return addresses, end, kinds
+
+
+def _reads(step, ctx: _Ctx) -> list[str]:
+    if isinstance(step, ConvLayer):
+        return [step.src] + ([ctx.psum_buffers[step.name]] if step.name in ctx.psum_buffers else [])
+    if isinstance(step, MapLayer | CopyLayer):
+        return [step.src]
+    if isinstance(step, EltwiseLayer):
+        return [step.a, step.b]
+    if isinstance(step, HostLayer):
+        return list(step.srcs)
+    return []
+
+
+def _writes(step, ctx: _Ctx) -> list[str]:
+    out = [step.dst]
+    if isinstance(step, ConvLayer) and step.name in ctx.psum_buffers:
+        out.append(ctx.psum_buffers[step.name])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+def schedule(low: Lowered, arch: ArchConfig, policy: str = "nfc") -> Program:
+    """Schedule ``low`` on ``arch`` with ``policy`` (``nfc`` or ``luaflow``)."""
+    if policy not in POLICIES:
+        raise SchedulingError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    ctx = _Ctx(arch, low, Geometry.of(arch), policy)
+    consumers: dict[str, list] = {}
+    for layer in low.layers:
+        for name in _reads(layer, ctx):
+            consumers.setdefault(name, []).append(layer)
+    # decide fusion and partial-sum buffers
+    fused: dict[str, ConvLayer] = {}
+    skip: set[str] = set()
+    plans: list[tuple[object, list]] = []
+    for layer in low.layers:
+        if layer.name in skip:
+            continue
+        if isinstance(layer, ConvLayer):
+            pool = _fusable_pool(ctx, layer, consumers)
+            if pool is not None:
+                fused[layer.name] = pool
+                skip.add(pool.name)
+            segs = _conv_segments(ctx, layer, pool)
+            if any(s.psum_in for group in segs for s in group):
+                name = f"{layer.name}.psum"
+                ctx.psum_buffers[layer.name] = name
+                ctx.extra_buffers[name] = (layer.out_shape, layer.psum_fmt.frac, layer.psum_fmt.bits)
+            plans.append((layer, segs))
+        elif isinstance(layer, MapLayer):
+            C = low.buffers[layer.src].shape[0]
+            plans.append(
+                (
+                    layer,
+                    _simple_groups(
+                        ctx,
+                        C,
+                        1
+                        if policy == "luaflow"
+                        else min(arch.mappers, arch.io.max_read_ports, arch.io.max_write_ports, arch.tiles),
+                    ),
+                )
+            )
+        elif isinstance(layer, EltwiseLayer):
+            C = low.buffers[layer.dst].shape[0]
+            plans.append(
+                (
+                    layer,
+                    _simple_groups(
+                        ctx,
+                        C,
+                        1
+                        if policy == "luaflow"
+                        else min(arch.alus, arch.io.max_read_ports // 2, arch.io.max_write_ports, arch.tiles),
+                    ),
+                )
+            )
+        elif isinstance(layer, CopyLayer):
+            C = low.buffers[layer.src].shape[0]
+            plans.append(
+                (
+                    layer,
+                    _simple_groups(
+                        ctx,
+                        C,
+                        1
+                        if policy == "luaflow"
+                        else min(arch.io.max_read_ports, arch.io.max_write_ports, arch.tiles),
+                    ),
+                )
+            )
+        else:
+            plans.append((layer, []))
+    # memory: every root buffer except the un-pooled maps of fused layers
+    order = [layer for layer, _ in plans]
+    not_stored = fused_dsts(fused)
+    materialised = {b.name for b in low.buffers.values() if b.parent is None and b.name not in not_stored}
+    addresses, memory_words, kinds = _allocate(ctx, order, materialised)
+    all_buffers = dict(low.buffers)
+    infos = []
+    for name, buf in sorted(all_buffers.items()):
+        root, off = low.root(name)
+        if root.name not in addresses:
+            continue
+        base = addresses[root.name] + off
+        c, h, w = buf.shape
+        for ch in range(c):
+            ctx.addresses[(name, ch)] = base + ch * h * w
+        ctx.map_shapes[name] = (h, w)
+        infos.append(
+            BufferInfo(
+                name,
+                base,
+                buf.shape,
+                buf.fmt.frac,
+                buf.fmt.bits,
+                kinds.get(name, "view") if root.name == name else "view",
+            )
+        )
+    for name, (shape, frac, bits) in sorted(ctx.extra_buffers.items()):
+        base = addresses[name]
+        for ch in range(shape[0]):
+            ctx.addresses[(name, ch)] = base + ch * shape[1] * shape[2]
+        ctx.map_shapes[name] = (shape[1], shape[2])
+        infos.append(BufferInfo(name, base, shape, frac, bits, "temp"))
+    # vector views read as rows x K maps
+    for layer in order:
+        if isinstance(layer, ConvLayer) and ctx.map_shapes.get(layer.src) != layer.view:
+            vname = f"{layer.src}@view"
+            ctx.map_shapes[vname] = layer.view
+    steps: list = []
+    for layer, plan in plans:
+        if isinstance(layer, ConvLayer):
+            for group in plan:
+                group = [_viewed(ctx, s) for s in group]
+                steps.append(_conv_pass(ctx, len(steps), group))
+        elif isinstance(layer, MapLayer):
+            for chans in plan:
+                steps.append(_map_pass(ctx, len(steps), layer, chans))
+        elif isinstance(layer, EltwiseLayer):
+            for chans in plan:
+                steps.append(_eltwise_pass(ctx, len(steps), layer, chans))
+        elif isinstance(layer, CopyLayer):
+            for chans in plan:
+                steps.append(_copy_pass(ctx, len(steps), layer, chans))
+        elif isinstance(layer, HostLayer):
+            steps.append(
+                HostStep(
+                    len(steps),
+                    layer.name,
+                    layer.node.op.value,
+                    layer.srcs,
+                    layer.dst,
+                    int(np.prod(layer.node.shape)) * 4,
+                )
+            )
+    return Program(
+        PROGRAM_VERSION,
+        arch.name,
+        low.name,
+        policy,
+        tuple(infos),
+        low.inputs,
+        low.outputs,
+        tuple(steps),
+        memory_words,
+    )
+
+
+def fused_dsts(fused: dict[str, ConvLayer]) -> set[str]:
+    """Buffers that fused passes never write: the un-pooled outputs of fused convolutions."""
+    return {pool.src for pool in fused.values()}
+
+
+def _viewed(ctx: _Ctx, seg: _Segment) -> _Segment:
+    """Segments of layers that read a vector as a rows x K map address it through a view name."""
+    layer = seg.layer
+    if ctx.map_shapes.get(layer.src) == layer.view:
+        return seg
+    vname = f"{layer.src}@view"
+    if (vname, 0) not in ctx.addresses:
+        ctx.addresses[(vname, 0)] = ctx.addresses[(layer.src, 0)]
+    return replace(seg, layer=replace(layer, src=vname))
