@@ -34,6 +34,7 @@ from collections.abc import Callable
 import numpy as np
 
 from nfc.arch import ArchConfig
+from nfc.compiler.executor import activation
 from nfc.compiler.grid import Buffer, ConvLayer, CopyLayer, EltwiseLayer, HostLayer, Layer, Lowered, MapLayer
 from nfc.compiler.ir import Graph, Node, Op
 from nfc.compiler.pwl import fit_function, fit_pwl
@@ -149,24 +150,55 @@ class _Lowerer:
                     self.slices[i] = (node.name, ch)
                 ch += self.graph.node(i).shape[0]
 
-    def _plan_fusion(self) -> None:
-        for node in self.graph.nodes:
-            if node.op is not Op.ACT:
-                continue
-            src = self.graph.node(node.inputs[0])
-            if (
-                src.op in (Op.CONV, Op.LINEAR)
-                and src.name not in self.outputs
-                and len(self.graph.consumers(src.name)) == 1
-                and src.name not in self.slices
-            ):
-                self.fused.add(node.name)
+    def _fusable_source(self, node: Node) -> bool:
+        """Whether ``node`` lowers to a ConvLayer whose chain end can feed the mapper."""
+        if node.op in (Op.CONV, Op.LINEAR, Op.MAXPOOL, Op.GLOBAL_MAXPOOL, Op.GLOBAL_AVGPOOL, Op.AFFINE):
+            return True
+        return node.op is Op.AVGPOOL and (not any(node.attr("pads")) or bool(node.attr("count_include_pad")))
 
-    def fused_act(self, node: Node) -> Node | None:
-        for c in self.graph.consumers(node.name):
-            if c.name in self.fused:
-                return c
-        return None
+    def _single_use(self, node: Node) -> Node | None:
+        users = self.graph.consumers(node.name)
+        if node.name in self.outputs or node.name in self.slices or len(users) != 1:
+            return None
+        return users[0]
+
+    def _plan_fusion(self) -> None:
+        """Activations right after a ConvLayer-op run on its chain's mapper; a run of activations
+        (tanh then abs, ...) becomes one mapper whose function is their composition."""
+        self.act_chains: dict[str, list[Node]] = {}
+        for node in self.graph.nodes:
+            if not self._fusable_source(node):
+                continue
+            chain: list[Node] = []
+            cur = node
+            while True:
+                nxt = self._single_use(cur)
+                if nxt is None or nxt.op is not Op.ACT:
+                    break
+                if nxt.attr("kind") == "prelu" and chain or chain and chain[0].attr("kind") == "prelu":
+                    break  # per-channel slopes are not composed
+                chain.append(nxt)
+                cur = nxt
+            if chain:
+                self.act_chains[node.name] = chain
+                self.fused.update(a.name for a in chain)
+        # standalone activation runs (an activation after an add, ...) also become one mapper
+        for node in self.graph.nodes:
+            if node.op is not Op.ACT or node.name in self.fused or node.attr("kind") == "prelu":
+                continue
+            chain, cur = [node], node
+            while True:
+                nxt = self._single_use(cur)
+                if nxt is None or nxt.op is not Op.ACT or nxt.attr("kind") == "prelu":
+                    break
+                chain.append(nxt)
+                cur = nxt
+            if len(chain) > 1:
+                self.act_chains[node.name] = chain[1:]
+                self.fused.update(a.name for a in chain[1:])
+
+    def fused_act(self, node: Node) -> list[Node]:
+        return self.act_chains.get(node.name, [])
 
     def host(self, node: Node, why: str) -> None:
         dst = self.new_buffer(node.name, node.shape, self.fmt(node.name))
@@ -190,13 +222,13 @@ class _Lowerer:
         out_shape: tuple[int, int, int],
         mode: str = "mac",
         wfmt: QFormat | None = None,
-        act_node: Node | None = None,
         useful_macs: int = 0,
     ) -> None:
-        name = act_node.name if act_node is not None else node.name
+        acts_after = self.fused_act(node)
+        name = acts_after[-1].name if acts_after else node.name
         in_fmt = self.buffers[src].fmt
         psum_fmt = self.fmt(node.name) if mode == "mac" else in_fmt
-        out_fmt = self.fmt(name) if mode == "mac" else in_fmt
+        out_fmt = self.fmt(name)
         O, ipg, KH, KW = weight.shape
         nb_h, bh = _blocks(KH, self.K)
         nb_w, bw = _blocks(KW, self.K)
@@ -244,15 +276,17 @@ class _Lowerer:
             pad_value = in_fmt.lo
         acts: tuple = ()
         act_kind = ""
-        if act_node is not None:
-            act_kind = act_node.attr("kind")
-            acts = self.mapper_configs(act_node, O, psum_fmt, out_fmt)
+        if acts_after:
+            act_kind = "+".join(a.attr("kind") for a in acts_after)
+            acts = self.mapper_configs(acts_after, O, psum_fmt, out_fmt)
+        elif mode == "max" and out_fmt != psum_fmt:
+            pass  # the chain end is re-formatted (narrowed) to out_fmt
         self._check_accumulator(node, kernels, channels, in_fmt, wfmt, psum_fmt, mode)
         dst = self.new_buffer(name, out_shape, out_fmt)
         self.layers.append(
             ConvLayer(
                 name=name,
-                source=node.source + (f"+{act_node.source}" if act_node is not None else ""),
+                source="+".join([node.source] + [a.source for a in acts_after]),
                 src=src,
                 dst=dst,
                 view=view,
@@ -278,19 +312,33 @@ class _Lowerer:
             )
         )
 
-    def mapper_configs(self, act: Node, channels: int, in_fmt: QFormat, out_fmt: QFormat) -> tuple[PWL, ...]:
-        kind = act.attr("kind")
-        if kind == "prelu":
-            slope = np.asarray(act.param("slope"), np.float64).reshape(-1)
+    def mapper_configs(self, acts: list[Node], channels: int, in_fmt: QFormat, out_fmt: QFormat) -> tuple[PWL, ...]:
+        """Mapper configurations (one per channel) for the activation(s) ``acts`` applied in order."""
+        first = acts[0]
+        if first.attr("kind") == "prelu":
+            slope = np.asarray(first.param("slope"), np.float64).reshape(-1)
             if slope.size not in (1, channels):
                 raise LoweringError(
-                    f"layer {act.name!r}: PReLU slopes of shape {act.param('slope').shape} "
+                    f"layer {first.name!r}: PReLU slopes of shape {first.param('slope').shape} "
                     f"do not give one slope per channel ({channels})"
                 )
             per = np.broadcast_to(slope, (channels,))
             return tuple(_fit("leaky_relu", {"alpha": float(a)}, in_fmt, out_fmt, self.segments) for a in per)
-        pwl = _fit(kind, _act_params(act), in_fmt, out_fmt, self.segments)
-        return (pwl,) * channels
+        if len(acts) == 1:
+            pwl = _fit(first.attr("kind"), _act_params(first), in_fmt, out_fmt, self.segments)
+            return (pwl,) * channels
+        key = ("chain",) + tuple((a.attr("kind"), tuple(sorted(_act_params(a).items()))) for a in acts)
+        cache_key = (key, in_fmt, out_fmt, self.segments)
+        if cache_key not in _FIT_CACHE:
+
+            def composed(x: np.ndarray) -> np.ndarray:
+                for a in acts:
+                    x = activation(a.attr("kind"), x, a)
+                return x
+
+            name = "+".join(a.attr("kind") for a in acts)
+            _FIT_CACHE[cache_key] = fit_pwl(composed, in_fmt, out_fmt, self.segments, None, name).pwl
+        return (_FIT_CACHE[cache_key],) * channels
 
     def _check_accumulator(self, node, kernels, channels, in_fmt, wfmt, psum_fmt, mode) -> None:
         """Prove the accumulator cannot overflow: sum|w| * max|x| + the aligned partial sum fits."""
@@ -342,7 +390,6 @@ def _conv(lw: _Lowerer, node: Node) -> None:
         node.attr("dilation"),
         node.attr("pads"),
         tuple(node.shape),
-        act_node=lw.fused_act(node),
         useful_macs=useful_conv_macs(node)[0],
     )
 
@@ -367,7 +414,6 @@ def _linear(lw: _Lowerer, node: Node) -> None:
         (1, 1),
         (0, 0, 0, 0),
         (O, 1, 1),
-        act_node=lw.fused_act(node),
         useful_macs=O * n_in,
     )
 
@@ -492,9 +538,12 @@ def _act(lw: _Lowerer, node: Node) -> None:
     src = lw.buf(node.inputs[0])
     x = lw.graph.node(node.inputs[0])
     channels = x.shape[0] if len(x.shape) == 3 else x.type.size
-    pwls = lw.mapper_configs(node, channels, lw.buffers[src].fmt, lw.fmt(node.name))
-    dst = lw.new_buffer(node.name, node.shape, lw.fmt(node.name))
-    lw.layers.append(MapLayer(node.name, node.source, src, dst, pwls, node.attr("kind")))
+    acts = [node] + lw.fused_act(node)
+    last = acts[-1]
+    pwls = lw.mapper_configs(acts, channels, lw.buffers[src].fmt, lw.fmt(last.name))
+    dst = lw.new_buffer(last.name, last.shape, lw.fmt(last.name))
+    kind = "+".join(a.attr("kind") for a in acts)
+    lw.layers.append(MapLayer(last.name, "+".join(a.source for a in acts), src, dst, pwls, kind))
 
 
 @_on(Op.BINARY)

@@ -150,6 +150,7 @@ class Pass:
     alus: tuple[AluUnit, ...] = ()
     streams: tuple[Stream, ...] = ()
     links: tuple[tuple[int, int], ...] = ()  # directed router links in use
+    routes: tuple[tuple[int, ...], ...] = ()  # on-grid unit-to-unit routes (chain links), tile paths
     config_words: tuple[int, ...] = ()
     rate: tuple[int, int] = (1, 1)
     beats: int = 0  # words each input stream carries
@@ -179,6 +180,7 @@ class BufferInfo:
     frac: int
     bits: int
     kind: str  # input | output | temp | view
+    root: str = ""  # the buffer owning the memory (views and slices); "" = itself
 
 
 @dataclass(frozen=True)

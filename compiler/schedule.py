@@ -165,6 +165,7 @@ class _Ctx:
     psum_buffers: dict[str, str] = field(default_factory=dict)
     addresses: dict[tuple[str, int], int] = field(default_factory=dict)
     layouts: dict[tuple, tuple[list, tuple]] = field(default_factory=dict)
+    fused: dict[str, ConvLayer] = field(default_factory=dict)  # conv layer -> pooling fused into it
     map_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
     extra_buffers: dict[str, tuple[tuple[int, int, int], int, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -226,6 +227,7 @@ def _conv_segments(ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None) -> list[
     arch = ctx.arch
     n_conv = arch.convolvers
     reads, writes = arch.io.max_read_ports, arch.io.max_write_ports
+    n_ports = arch.io.ports
     passes: list[list[_Segment]] = []
     O = layer.out_shape[0]
     for strip in _strips(layer, arch):
@@ -238,13 +240,13 @@ def _conv_segments(ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None) -> list[
                     passes.append([_Segment(layer, o, seg, j > 0, j + per >= len(slots), strip)])
             continue
         cur: list[_Segment] = []
-        free_c, free_r, free_w = n_conv, reads, writes
+        free_c, free_r, free_w, free_p = n_conv, reads, writes, n_ports
 
         def flush():
-            nonlocal cur, free_c, free_r, free_w
+            nonlocal cur, free_c, free_r, free_w, free_p
             if cur:
                 passes.append(cur)
-            cur, free_c, free_r, free_w = [], n_conv, reads, writes
+            cur, free_c, free_r, free_w, free_p = [], n_conv, reads, writes, n_ports
 
         for o in range(O):
             slots = _slots(layer, o)
@@ -252,10 +254,10 @@ def _conv_segments(ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None) -> list[
             while j < len(slots):
                 psum = j > 0
                 extra = 1 if pool is not None else 0
-                if free_w < 1 or free_r < 1 + psum or free_c < 1:
+                if free_w < 1 or free_r < 1 + psum or free_c < 1 or free_p < 2 + psum:
                     flush()
                     continue
-                k = min(free_c, free_r - psum, len(slots) - j)
+                k = min(free_c, free_r - psum, free_p - psum - 1, len(slots) - j)
                 final = j + k == len(slots)
                 if final and extra and k + 1 > free_c:
                     if k > 1:
@@ -268,6 +270,7 @@ def _conv_segments(ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None) -> list[
                 free_c -= k + (extra if final else 0)
                 free_r -= k + psum
                 free_w -= 1
+                free_p -= k + psum + 1
                 j += k
         flush()
     return passes
@@ -351,6 +354,7 @@ class _PassBuilder:
         self.record: list = []
         self.replay = iter(cached[0]) if cached is not None else None
         self.links_used = cached[1] if cached is not None else None
+        self.chain_routes: list[tuple[int, ...]] = []
 
     def _decide(self, compute):
         if self.replay is not None:
@@ -390,7 +394,9 @@ class _PassBuilder:
             self.router.take(path)
             return path
 
-        return len(self._decide(route)) - 1
+        path = self._decide(route)
+        self.chain_routes.append(path)
+        return len(path) - 1
 
     def finish(self, beats: int, reads: list[int], writes: list[int]) -> Pass:
         arch = self.ctx.arch
@@ -407,6 +413,7 @@ class _PassBuilder:
             tuple(self.alus),
             tuple(self.streams),
             self.links_used,
+            tuple(self.chain_routes),
             (),
             rate,
             beats,
@@ -546,9 +553,24 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
                     bias=int(pool.bias[seg.o]),
                     psum_from="bias",
                     to="port",
+                    act_tile=pool_tile if pool.act else -1,
                     macs=pmacs,
                 )
             )
+            if pool.act:
+                pwl = pool.act[seg.o]
+                pb.maps.append(
+                    MapUnit(
+                        pool_tile,
+                        pool.name,
+                        seg.o,
+                        pwl.thresholds,
+                        pwl.slopes,
+                        pwl.offsets,
+                        pwl.in_fmt.frac + pwl.slope_frac - pwl.out_fmt.frac,
+                    )
+                )
+                depth += MAP_LATENCY
             out_region = Region(pool.dst, seg.o, 0, 0, POH, POW)
             pb.stream("write", "out", out_region, pool_tile, POH * POW)
             writes.append(POH * POW)
@@ -560,6 +582,18 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
             writes.append(out_words)
         pb.depth = max(pb.depth, depth + WRITE_LATENCY)
     return pb.finish(beats, reads, writes)
+
+
+def _conv_passes_split(ctx: _Ctx, index: int, segments: list[_Segment]) -> list[Pass]:
+    """Build a pass; if its streams cannot all be routed, halve the group until they can."""
+    try:
+        return [_conv_pass(ctx, index, segments)]
+    except SchedulingError:
+        if len(segments) == 1:
+            raise
+    half = len(segments) // 2
+    first = _conv_passes_split(ctx, index, segments[:half])
+    return first + _conv_passes_split(ctx, index + len(first), segments[half:])
 
 
 def _map_pass(ctx: _Ctx, index: int, layer: MapLayer, chans: range) -> Pass:
@@ -708,6 +742,8 @@ def _reads(step, ctx: _Ctx) -> list[str]:
 
 def _writes(step, ctx: _Ctx) -> list[str]:
     out = [step.dst]
+    if isinstance(step, ConvLayer) and step.name in ctx.fused:
+        out.append(ctx.fused[step.name].dst)
     if isinstance(step, ConvLayer) and step.name in ctx.psum_buffers:
         out.append(ctx.psum_buffers[step.name])
     return out
@@ -724,7 +760,7 @@ def schedule(low: Lowered, arch: ArchConfig, policy: str = "nfc") -> Program:
         for name in _reads(layer, ctx):
             consumers.setdefault(name, []).append(layer)
     # decide fusion and partial-sum buffers
-    fused: dict[str, ConvLayer] = {}
+    fused = ctx.fused
     skip: set[str] = set()
     plans: list[tuple[object, list]] = []
     for layer in low.layers:
@@ -809,6 +845,7 @@ def schedule(low: Lowered, arch: ArchConfig, policy: str = "nfc") -> Program:
                 buf.fmt.frac,
                 buf.fmt.bits,
                 kinds.get(name, "view") if root.name == name else "view",
+                "" if root.name == name else root.name,
             )
         )
     for name, (shape, frac, bits) in sorted(ctx.extra_buffers.items()):
@@ -827,7 +864,7 @@ def schedule(low: Lowered, arch: ArchConfig, policy: str = "nfc") -> Program:
         if isinstance(layer, ConvLayer):
             for group in plan:
                 group = [_viewed(ctx, s) for s in group]
-                steps.append(_conv_pass(ctx, len(steps), group))
+                steps += _conv_passes_split(ctx, len(steps), group)
         elif isinstance(layer, MapLayer):
             for chans in plan:
                 steps.append(_map_pass(ctx, len(steps), layer, chans))

@@ -138,6 +138,110 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- nfc compile ---------------------------------------------------------------------------------------
+def _calibration_samples(spec: str | None, graph) -> list | None:
+    """``--calibrate``: a .npy/.npz file of inputs (N x input shape), or ``random:N``."""
+    import numpy as np
+
+    if spec is None:
+        return None
+    inputs = graph.inputs
+    if len(inputs) != 1:
+        raise NfcError("--calibrate supports models with one input")
+    name, shape = inputs[0].name, tuple(inputs[0].attr("onnx_shape"))
+    if spec.startswith("random:"):
+        try:
+            n = int(spec.split(":", 1)[1])
+        except ValueError:
+            raise NfcError(f"--calibrate random:N needs a whole number N, not {spec!r}") from None
+        if n < 1:
+            raise NfcError(f"--calibrate random:N needs N >= 1, not {n}")
+        rng = np.random.default_rng(0)
+        return [{name: rng.standard_normal(shape).astype(np.float32)} for _ in range(n)]
+    from pathlib import Path
+
+    path = Path(spec)
+    if not path.is_file():
+        raise NfcError(f"--calibrate {spec}: no such file; give a .npy/.npz of sample inputs or random:N")
+    try:
+        data = np.load(path)
+        if hasattr(data, "files"):
+            data = data[data.files[0]]
+    except Exception as exc:
+        raise NfcError(f"--calibrate {spec}: cannot read it as .npy/.npz ({exc})") from None
+    arr = np.asarray(data, np.float32)
+    if arr.shape[1:] == shape[1:]:
+        arr = arr[:, None] if len(shape) == arr.ndim else arr
+        arr = arr.reshape((-1,) + shape)
+    elif arr.shape == shape:
+        arr = arr[None]
+    else:
+        raise NfcError(
+            f"--calibrate {spec}: samples of shape {arr.shape[1:]} do not match the input {shape[1:]}"
+        )
+    return [{name: a} for a in arr]
+
+
+def _write_text(path, text: str) -> None:
+    import os
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nfc.arch import load_target
+    from nfc.compiler.binary import write_program
+    from nfc.compiler.driver import compile_graph
+    from nfc.compiler.report import build_report, format_report
+    from nfc.frontends.onnx import import_onnx
+
+    arch = load_target(args.target)
+    graph = import_onnx(args.model)
+    samples = _calibration_samples(args.calibrate, graph)
+    quiet = args.json or args.quiet
+
+    def progress(msg: str) -> None:
+        if not quiet:
+            print(f"nfc: {msg}", file=sys.stderr)
+
+    def dump(name: str, text: str) -> None:
+        print(f"--- after {name} ---", file=sys.stderr)
+        print(text, end="", file=sys.stderr)
+
+    result = compile_graph(
+        graph, arch, args.policy, samples, args.verify_each, args.dump_ir_after, dump, progress
+    )
+    report = build_report(result, arch)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise NfcError(f"-o {out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    files = write_program(result.program, out)
+    import json
+
+    _write_text(out / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
+    _write_text(out / "report.txt", format_report(report, max_passes=50))
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(format_report(report, max_passes=args.passes), end="")
+        print(
+            f"wrote {', '.join(str(p) for p in sorted(files.values()))}, {out / 'report.txt'}, {out / 'report.json'}"
+        )
+    return 0
+
+
+def cmd_disasm(args: argparse.Namespace) -> int:
+    from nfc.compiler.binary import disasm_text, read_program
+
+    print(disasm_text(read_program(args.program)), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from nfc import __version__
 
@@ -170,6 +274,50 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print machine-readable JSON")
     i.add_argument("--ir", action="store_true", help="print the imported IR as text instead")
     i.set_defaults(func=cmd_inspect)
+
+    from nfc.compiler.driver import STEPS
+
+    c = sub.add_parser(
+        "compile",
+        help="compile a model to a program of passes for a target",
+        description="Lower an ONNX model to fixed point, schedule it onto the tile grid and "
+        "write the program (program.nfcp, program.json, program.lst) and a compile "
+        "report (report.txt, report.json) into the output directory.",
+    )
+    c.add_argument("model", help="path of an .onnx model")
+    c.add_argument("--target", "-t", default="virtex6", help="target name or .toml path (default: virtex6)")
+    c.add_argument("-o", "--output", default="build/nfc", help="output directory (default: build/nfc)")
+    c.add_argument(
+        "--policy",
+        choices=("nfc", "luaflow"),
+        default="nfc",
+        help="scheduling policy: nfc (default) or luaflow (NeuFlow's own, the baseline)",
+    )
+    c.add_argument(
+        "--calibrate",
+        metavar="SAMPLES",
+        help="choose fraction bits per tensor from sample inputs: a .npy/.npz file (N x input "
+        "shape) or random:N; default: the target's format (Q8.8) everywhere",
+    )
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
+    c.add_argument("--passes", type=int, default=0, metavar="N", help="also list the first N passes")
+    c.add_argument(
+        "--dump-ir-after",
+        metavar="STEP",
+        choices=STEPS,
+        help=f"print the IR after a step, on stderr ({', '.join(STEPS)})",
+    )
+    c.add_argument("--verify-each", action="store_true", help="verify the IR after every pass")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    c.set_defaults(func=cmd_compile)
+
+    d = sub.add_parser(
+        "disasm",
+        help="print a compiled program as text",
+        description="Decode a compiled program (a directory or program.nfcp) into a listing.",
+    )
+    d.add_argument("program", help="program directory or program.nfcp file")
+    d.set_defaults(func=cmd_disasm)
     return p
 
 
