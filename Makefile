@@ -42,9 +42,13 @@ lint: setup
 models: setup
 	$(PY) scripts/make_models.py build/models
 
+bench: setup
+	$(PY) scripts/bench.py --models build/models --out bench/results.json
+
 demo: setup
-	$(PY) scripts/make_models.py build/models
+	$(PY) scripts/make_models.py build/models --only scene_parsing
 	$(VENV)/bin/nfc inspect build/models/scene_parsing.onnx
+	$(VENV)/bin/nfc compile build/models/scene_parsing.onnx --target virtex6 -o build/demo --calibrate random:2
 
 clean:
 	rm -rf build .pytest_cache

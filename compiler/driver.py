@@ -92,7 +92,7 @@ def compile_graph(
     if dump is not None and dump_after == "lower":
         dump("lower", lowered_listing(low))
     say(f"scheduling ({policy} policy)")
-    program = schedule(low, arch, policy)
+    program = schedule(low, arch, policy, progress)
     if dump is not None and dump_after == "schedule":
         dump(
             "schedule",

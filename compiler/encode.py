@@ -89,8 +89,30 @@ def word(op: str, a: int = 0, b: int = 0, c: int = 0, arg: int = 0) -> int:
     )
 
 
+def _i(value: int, bits: int) -> int:
+    """Two's complement of a *signed* ``value`` in ``bits`` bits (raises if it does not fit)."""
+    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+        raise ValueError(f"value {value} does not fit a signed {bits}-bit configuration field")
+    return value & ((1 << bits) - 1)
+
+
 def _pair(hi: int, lo: int) -> int:
     return (_u(hi, 16) << 16) | _u(lo, 16)
+
+
+def _spair(hi: int, lo: int) -> int:
+    """Two signed 16-bit values in one ``arg`` (the decoder sign-extends both)."""
+    return (_i(hi, 16) << 16) | _i(lo, 16)
+
+
+def _nibbles(what: str, *values: int) -> int:
+    """``values`` packed into 4-bit fields, first value highest (raises if one exceeds 15)."""
+    out = 0
+    for v in values:
+        if not 0 <= v < 16:
+            raise ValueError(f"{what} {values}: {v} does not fit a 4-bit configuration field (at most 15)")
+        out = (out << 4) | v
+    return out
 
 
 def _stream_words(i: int, s: Stream, address: int, map_shape: tuple[int, int]) -> list[int]:
@@ -101,10 +123,11 @@ def _stream_words(i: int, s: Stream, address: int, map_shape: tuple[int, int]) -
         word("PORT_ADDR", arg=address),
         word("PORT_MAP", arg=_pair(map_shape[0], map_shape[1])),
         word("PORT_WIN", arg=_pair(r.rows, r.cols)),
-        word("PORT_ORG", arg=_pair(r.r0, r.c0)),
+        word("PORT_ORG", arg=_spair(r.r0, r.c0)),
     ]
     if any(r.pads) or r.pad_value:
-        out.append(word("PORT_PAD", r.pads[0], r.pads[1], r.pads[2], _pair(r.pads[3], r.pad_value)))
+        pad = (_u(r.pads[3], 16) << 16) | _i(r.pad_value, 16)
+        out.append(word("PORT_PAD", r.pads[0], r.pads[1], r.pads[2], pad))
     out.append(word("PORT_STEP", r.step[0], r.step[1], 0, s.words))
     for a, b in zip(s.route, s.route[1:], strict=False):
         out.append(word("ROUTE", a, b, 0, i))
@@ -142,18 +165,24 @@ def encode_pass(
     for u in p.convs:
         (sh, sw), (dh, dw) = u.stride, u.dilation
         kh, kw = u.block
+        what = f"convolver on tile {u.tile}: block, stride and dilation"
         words.append(
             word(
                 "CONV",
                 u.tile,
                 0 if u.mode == "mac" else 1,
-                (kh << 4) | kw,
-                (sh << 12) | (sw << 8) | (dh << 4) | dw,
+                _nibbles(what, kh, kw),
+                _nibbles(what, sh, sw, dh, dw),
             )
         )
         src = {"bias": 0, "port": 1}.get(u.psum_from, 2)
         src_tile = int(u.psum_from.split(":")[1]) if u.psum_from.startswith("tile:") else 0
         to_tile = int(u.to.split(":")[1]) if u.to.startswith("tile:") else 0
+        if not (0 <= to_tile < 1 << 15 and 0 <= u.delay < 1 << 16):
+            raise ValueError(
+                f"convolver on tile {u.tile}: destination tile {to_tile} or delay {u.delay} "
+                "does not fit its CONV_LINK field (15 and 16 bits)"
+            )
         words.append(
             word(
                 "CONV_LINK",
@@ -163,16 +192,16 @@ def encode_pass(
                 ((0 if u.to == "port" else 1) << 31) | (to_tile << 16) | u.delay,
             )
         )
-        words.append(word("CONV_SHIFT", u.tile, u.shift, u.act_tile + 1, _u(u.bias, 16)))
+        words.append(word("CONV_SHIFT", u.tile, _i(u.shift, 8), u.act_tile + 1, _i(u.bias, 16)))
         words += _weight_words(u.tile, u.kernel)
     for m in p.maps:
-        words.append(word("MAP", m.tile, len(m.slopes), 0, _u(m.shift, 32)))
+        words.append(word("MAP", m.tile, len(m.slopes), 0, _i(m.shift, 32)))
         thresholds = (0,) + m.thresholds
         for i, (t, off, slope) in enumerate(zip(thresholds, m.offsets, m.slopes, strict=True)):
-            words.append(word("MAP_SEG", m.tile, i, 0, _pair(t, off)))
-            words.append(word("MAP_SLOPE", m.tile, i, 0, _u(slope, 32)))
+            words.append(word("MAP_SEG", m.tile, i, 0, _spair(t, off)))
+            words.append(word("MAP_SLOPE", m.tile, i, 0, _i(slope, 32)))
     for a in p.alus:
-        words.append(word("ALU", a.tile, ALU_OPS[a.op], a.shift_out, _pair(a.shift_a, a.shift_b)))
+        words.append(word("ALU", a.tile, ALU_OPS[a.op], _i(a.shift_out, 8), _spair(a.shift_a, a.shift_b)))
     words.append(word("RATE", arg=_pair(p.rate[0], p.rate[1])))
     words.append(word("GO", arg=p.beats))
     return tuple(words)

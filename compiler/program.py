@@ -32,7 +32,7 @@ __all__ = [
     "PROGRAM_VERSION",
 ]
 
-#: Version of the binary program format (``compiler/encode.py``); bump on any change to it.
+#: Version of the program format (words: ``compiler/encode.py``, file: ``compiler/binary.py``); bump on any change.
 PROGRAM_VERSION = 1
 
 

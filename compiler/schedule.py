@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
@@ -276,6 +277,22 @@ def _conv_segments(ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None) -> list[
     return passes
 
 
+def _plan_cost(ctx: _Ctx, groups: list[list[_Segment]]) -> float:
+    """Rough cycles of a plan, to choose between alternatives: streaming beats plus configuration."""
+    arch = ctx.arch
+    total = 0.0
+    for group in groups:
+        layer = group[0].layer
+        region = _region_in(layer, 0, (0, 0), group[0].strip)
+        kk = layer.block[0] * layer.block[1] if layer.mode == "mac" else 0
+        units = sum(len(s.slots) + (s.pool is not None) for s in group)
+        streams = sum(len(s.slots) + s.psum_in + 1 for s in group)
+        maps = sum(1 for s in group if s.final and (layer.act or (s.pool is not None and s.pool.act)))
+        words = 3 + 7 * streams + units * (3 + (kk + 1) // 2) + maps * (1 + 2 * arch.tile.mapper_segments)
+        total += region.words + words * arch.config_bus.cycles_per_word + arch.memory.latency_cycles
+    return total
+
+
 def _simple_groups(ctx: _Ctx, channels: int, per_pass: int) -> list[range]:
     per_pass = max(1, per_pass)
     return [range(c, min(channels, c + per_pass)) for c in range(0, channels, per_pass)]
@@ -395,6 +412,11 @@ class _PassBuilder:
             return path
 
         path = self._decide(route)
+        if len(path) != 2:
+            # CONV_LINK words name neighbouring tiles only; snake order makes every chain step one hop
+            raise SchedulingError(
+                f"pass {self.index}: tiles {a} and {b} of a chain are not neighbours (internal error)"
+            )
         self.chain_routes.append(path)
         return len(path) - 1
 
@@ -596,6 +618,18 @@ def _conv_passes_split(ctx: _Ctx, index: int, segments: list[_Segment]) -> list[
     return first + _conv_passes_split(ctx, index + len(first), segments[half:])
 
 
+def _simple_passes_split(ctx: _Ctx, index: int, build, layer, chans: range) -> list[Pass]:
+    """Build a map/ALU/copy pass over ``chans``; halve the channel group while its streams cannot be routed."""
+    try:
+        return [build(ctx, index, layer, chans)]
+    except SchedulingError:
+        if len(chans) == 1:
+            raise
+    half = len(chans) // 2
+    first = _simple_passes_split(ctx, index, build, layer, chans[:half])
+    return first + _simple_passes_split(ctx, index + len(first), build, layer, chans[half:])
+
+
 def _map_pass(ctx: _Ctx, index: int, layer: MapLayer, chans: range) -> Pass:
     pb = _PassBuilder(ctx, index, "map", (len(chans),))
     pb.layers.append(layer.name)
@@ -750,8 +784,12 @@ def _writes(step, ctx: _Ctx) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------
-def schedule(low: Lowered, arch: ArchConfig, policy: str = "nfc") -> Program:
-    """Schedule ``low`` on ``arch`` with ``policy`` (``nfc`` or ``luaflow``)."""
+def schedule(
+    low: Lowered, arch: ArchConfig, policy: str = "nfc", progress: Callable[[str], None] | None = None
+) -> Program:
+    """Schedule ``low`` on ``arch`` with ``policy`` (``nfc`` or ``luaflow``).
+
+    ``progress`` is called with a short message per layer on networks of many passes."""
     if policy not in POLICIES:
         raise SchedulingError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
     ctx = _Ctx(arch, low, Geometry.of(arch), policy)
@@ -768,10 +806,15 @@ def schedule(low: Lowered, arch: ArchConfig, policy: str = "nfc") -> Program:
             continue
         if isinstance(layer, ConvLayer):
             pool = _fusable_pool(ctx, layer, consumers)
+            segs = _conv_segments(ctx, layer, pool)
+            if pool is not None:
+                apart = _conv_segments(ctx, layer, None)
+                pool_apart = _conv_segments(ctx, pool, None)
+                if _plan_cost(ctx, apart) + _plan_cost(ctx, pool_apart) < _plan_cost(ctx, segs):
+                    pool, segs = None, apart  # fusing would cost an extra pass over the big input
             if pool is not None:
                 fused[layer.name] = pool
                 skip.add(pool.name)
-            segs = _conv_segments(ctx, layer, pool)
             if any(s.psum_in for group in segs for s in group):
                 name = f"{layer.name}.psum"
                 ctx.psum_buffers[layer.name] = name
@@ -860,20 +903,20 @@ def schedule(low: Lowered, arch: ArchConfig, policy: str = "nfc") -> Program:
             vname = f"{layer.src}@view"
             ctx.map_shapes[vname] = layer.view
     steps: list = []
+    total = sum(len(plan) for _, plan in plans)
+    done = 0
     for layer, plan in plans:
+        done += len(plan)
+        if progress is not None and total > 2000 and len(plan) > 200:
+            progress(f"scheduling {layer.name}: {len(plan)} passes ({100 * done // total}% of the network)")
         if isinstance(layer, ConvLayer):
             for group in plan:
                 group = [_viewed(ctx, s) for s in group]
                 steps += _conv_passes_split(ctx, len(steps), group)
-        elif isinstance(layer, MapLayer):
+        elif isinstance(layer, MapLayer | EltwiseLayer | CopyLayer):
+            build = {MapLayer: _map_pass, EltwiseLayer: _eltwise_pass, CopyLayer: _copy_pass}[type(layer)]
             for chans in plan:
-                steps.append(_map_pass(ctx, len(steps), layer, chans))
-        elif isinstance(layer, EltwiseLayer):
-            for chans in plan:
-                steps.append(_eltwise_pass(ctx, len(steps), layer, chans))
-        elif isinstance(layer, CopyLayer):
-            for chans in plan:
-                steps.append(_copy_pass(ctx, len(steps), layer, chans))
+                steps += _simple_passes_split(ctx, len(steps), build, layer, chans)
         elif isinstance(layer, HostLayer):
             steps.append(
                 HostStep(

@@ -32,8 +32,8 @@ def _f(lo: float, hi: float, doc: str, **kw: Any) -> Any:
 class GridConfig:
     """Shape and clock of the tile grid."""
 
-    rows: int = _f(1, 16, "tile rows")
-    cols: int = _f(1, 16, "tile columns")
+    rows: int = _f(1, 15, "tile rows")
+    cols: int = _f(1, 15, "tile columns")
     clock_mhz: float = _f(1, 2000, "grid clock in MHz")
 
 
@@ -41,7 +41,7 @@ class GridConfig:
 class TileConfig:
     """What every processing tile holds."""
 
-    convolver_size: int = _f(1, 16, "K: each convolver is a K x K MAC array")
+    convolver_size: int = _f(1, 15, "K: each convolver is a K x K MAC array")
     convolvers: int = _f(0, 4, "convolvers per tile")
     mappers: int = _f(0, 4, "piecewise-linear mappers per tile")
     mapper_segments: int = _f(2, 64, "segments of each piecewise-linear mapper")
@@ -55,7 +55,7 @@ class TileConfig:
 class NumericsConfig:
     """The word format of every stream and the convolver's accumulator."""
 
-    word_bits: int = _f(4, 32, "bits of a stream word (signed fixed point)")
+    word_bits: int = _f(4, 16, "bits of a stream word (signed fixed point; configuration fields hold 16)")
     frac_bits: int = _f(0, 31, "default fraction bits (Q(word_bits-frac_bits).frac_bits)")
     accumulator_bits: int = _f(8, 64, "bits of the MAC accumulator before rounding and saturation")
 

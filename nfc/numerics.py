@@ -99,7 +99,10 @@ def narrow(v: np.ndarray, from_frac: int, fmt: QFormat) -> tuple[np.ndarray, int
 
 def quantize(x: np.ndarray, fmt: QFormat) -> tuple[np.ndarray, int]:
     """Real values to words of ``fmt`` (round half up, saturate); return (words, saturations)."""
-    scaled = np.floor(np.asarray(x, dtype=np.float64) * (1 << fmt.frac) + 0.5)
+    x = np.asarray(x, dtype=np.float64)
+    if not np.isfinite(x).all() and np.isnan(x).any():
+        raise ValueError("cannot quantise NaN")
+    scaled = np.floor(x * (1 << fmt.frac) + 0.5)
     scaled = np.clip(scaled, -(2.0**62), 2.0**62)
     return saturate(scaled.astype(np.int64), fmt.bits)
 
@@ -127,8 +130,8 @@ class PWL:
         n = len(self.slopes)
         if len(self.offsets) != n or len(self.thresholds) != n - 1:
             raise ValueError(f"a PWL of {n} segments needs {n - 1} thresholds and {n} offsets")
-        if list(self.thresholds) != sorted(self.thresholds):
-            raise ValueError(f"PWL thresholds must be increasing, not {self.thresholds}")
+        if any(a >= b for a, b in zip(self.thresholds, self.thresholds[1:], strict=False)):
+            raise ValueError(f"PWL thresholds must be strictly increasing, not {self.thresholds}")
 
     @property
     def segments(self) -> int:

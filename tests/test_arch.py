@@ -66,7 +66,7 @@ def test_user_file_by_path(tmp_path):
 @pytest.mark.parametrize(
     "section, key, value, message",
     [
-        ("grid", "rows", 0, "bad.toml: grid.rows must be between 1 and 16 (tile rows), not 0"),
+        ("grid", "rows", 0, "bad.toml: grid.rows must be between 1 and 15 (tile rows), not 0"),
         ("tile", "convolver_size", 2.5, "bad.toml: tile.convolver_size must be an integer, not 2.5"),
         ("tile", "fifo_depth", "deep", "bad.toml: tile.fifo_depth must be a number, not 'deep'"),
         ("memory", "shared", 1, "bad.toml: memory.shared must be true or false, not 1"),
@@ -152,7 +152,7 @@ def test_cli_broken_target_file(tmp_path, capsys):
     )
     assert main(["targets", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert err == "nfc: error: broken.toml: grid.rows must be between 1 and 16 (tile rows), not 99\n"
+    assert err == "nfc: error: broken.toml: grid.rows must be between 1 and 15 (tile rows), not 99\n"
     syntax = tmp_path / "syntax.toml"
     syntax.write_text("name = \n")
     assert main(["targets", str(syntax)]) == 2
