@@ -73,6 +73,21 @@ def _act_params(node: Node) -> dict:
     return {}
 
 
+def _per_channel(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The value of each channel of ``value`` broadcast (numpy rules) to a tensor of ``shape``, or
+    None when it varies over positions. A tensor that is not ``(C, H, W)`` is lowered as
+    ``(size, 1, 1)``: each element is a channel. A ``(C,)`` value against ``(C, H, W)`` lines up
+    with W, not with the channels."""
+    value = np.asarray(value, np.float64)
+    if np.broadcast_shapes(value.shape, shape) != tuple(shape):
+        return None
+    full = np.broadcast_to(value, shape)
+    full = full.reshape(shape[0], -1) if len(shape) == 3 else full.reshape(-1, 1)
+    if not (full == full[:, :1]).all():
+        return None
+    return full[:, 0].copy()
+
+
 def _blocks(size: int, k: int) -> tuple[int, int]:
     """(number of blocks, block length) splitting ``size`` taps into equal blocks of at most ``k``."""
     n = math.ceil(size / k)
@@ -95,6 +110,9 @@ class _Lowerer:
 
     # -- buffers ----------------------------------------------------------------------------------
     def fmt(self, name: str) -> QFormat:
+        """Format of the buffer of IR tensor ``name``: a slice of a concatenation has its format."""
+        if name in self.slices:
+            return self.formats.of(self.slices[name][0])
         return self.formats.of(name)
 
     def new_buffer(self, name: str, shape: tuple[int, ...], fmt: QFormat) -> str:
@@ -227,9 +245,15 @@ class _Lowerer:
         acts_after = self.fused_act(node)
         name = acts_after[-1].name if acts_after else node.name
         in_fmt = self.buffers[src].fmt
-        psum_fmt = self.fmt(node.name) if mode == "mac" else in_fmt
+        psum_fmt = self.formats.of(node.name) if mode == "mac" else in_fmt  # the chain's own range
         out_fmt = self.fmt(name)
         O, ipg, KH, KW = weight.shape
+        for what, (a, b) in (("stride", stride), ("dilation", dilation)):
+            if max(a, b) > 15:
+                raise LoweringError(
+                    f"layer {node.name!r}: {what} {a}x{b} does not fit the convolver's 4-bit {what} field "
+                    f"(at most 15); re-export the model with a smaller {what}"
+                )
         nb_h, bh = _blocks(KH, self.K)
         nb_w, bw = _blocks(KW, self.K)
         wfmt = wfmt or self.formats.weight(node.name)
@@ -312,17 +336,18 @@ class _Lowerer:
             )
         )
 
-    def mapper_configs(self, acts: list[Node], channels: int, in_fmt: QFormat, out_fmt: QFormat) -> tuple[PWL, ...]:
+    def mapper_configs(
+        self, acts: list[Node], channels: int, in_fmt: QFormat, out_fmt: QFormat
+    ) -> tuple[PWL, ...]:
         """Mapper configurations (one per channel) for the activation(s) ``acts`` applied in order."""
         first = acts[0]
         if first.attr("kind") == "prelu":
-            slope = np.asarray(first.param("slope"), np.float64).reshape(-1)
-            if slope.size not in (1, channels):
+            per = _per_channel(first.param("slope"), first.shape)
+            if per is None or per.size != channels:
                 raise LoweringError(
                     f"layer {first.name!r}: PReLU slopes of shape {first.param('slope').shape} "
                     f"do not give one slope per channel ({channels})"
                 )
-            per = np.broadcast_to(slope, (channels,))
             return tuple(_fit("leaky_relu", {"alpha": float(a)}, in_fmt, out_fmt, self.segments) for a in per)
         if len(acts) == 1:
             pwl = _fit(first.attr("kind"), _act_params(first), in_fmt, out_fmt, self.segments)
@@ -476,7 +501,10 @@ def _avgpool(lw: _Lowerer, node: Node) -> None:
             )
             return
     n = kernel[0] * kernel[1]
-    wfmt = QFormat(lw.arch.numerics.word_bits, min(lw.arch.numerics.word_bits - 1, AVG_WEIGHT_FRAC))
+    from nfc.compiler.quantize import frac_for
+
+    bits = lw.arch.numerics.word_bits
+    wfmt = QFormat(bits, min(AVG_WEIGHT_FRAC, frac_for(1.0 / n, bits)))  # 1/1 needs an integer bit
     _depthwise(lw, node, "avgpool", kernel, 1.0 / n, 0.0, stride, pads, wfmt=wfmt)
 
 
@@ -496,16 +524,14 @@ def _const_binary(lw: _Lowerer, node: Node) -> None:
     x = lw.graph.node(node.inputs[0])
     c = np.asarray(node.param("const"), np.float64)
     channels = x.shape[0] if len(x.shape) == 3 else x.type.size
-    per_channel = c.size == 1 or (
-        c.size == channels
-        and (c.ndim == 1 and len(x.shape) == 1 or c.shape[0] == channels and len(x.shape) == 3)
-    )
+    per = _per_channel(c, tuple(x.shape))
+    per_channel = per is not None
     kind, reverse = node.attr("kind"), node.attr("reverse")
     from nfc.compiler.quantize import frac_for
 
     bits = lw.arch.numerics.word_bits
     if per_channel and kind in ("add", "sub", "mul") or (per_channel and kind == "div" and not reverse):
-        c = c.reshape(-1)
+        c = per
         if kind == "add":
             w, b = np.ones_like(c), c
         elif kind == "sub":

@@ -50,7 +50,11 @@ def frac_for(max_abs: float, bits: int) -> int:
     if max_abs <= 0 or not math.isfinite(max_abs):
         return bits - 1
     int_bits = max(0, math.floor(math.log2(max_abs)) + 1)  # bits left of the point, sign excluded
-    return int(min(bits - 1, max(0, bits - 1 - int_bits)))
+    frac = int(min(bits - 1, max(0, bits - 1 - int_bits)))
+    # just below a power of two (0.99999 in Q0.15), rounding to the nearest word passes the top word
+    while frac > 0 and math.floor(max_abs * 2.0**frac + 0.5) > (1 << (bits - 1)) - 1:
+        frac -= 1
+    return frac
 
 
 def default_formats(arch: ArchConfig) -> Formats:
