@@ -101,6 +101,7 @@ class DecodedConv:
     to: str
     act_tile: int
     delay: int
+    out_shift: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,8 +392,10 @@ def _conv(ws: _Words) -> DecodedConv:
     t, shift, act, bias = ws.take("CONV_SHIFT", "CONV_LINK")
     if t != tile:
         raise ws.error(f"tile {t} differs from the CONV word's tile {tile}", ws.i - 1)
-    if bias >> 16:
-        raise ws.error(f"bias argument 0x{bias:08x} does not fit 16 bits", ws.i - 1)
+    if bias >> 24:
+        raise ws.error(f"bias argument 0x{bias:08x}: reserved bits 24-31 not zero", ws.i - 1)
+    out_shift = _s((bias >> 16) & 0xFF, 8)
+    bias &= 0xFFFF
     weights: list[int] = []
     while ws.peek() == "CONV_W":
         t, index, c, arg = ws.take("CONV_W", "CONV_SHIFT")
@@ -423,6 +426,7 @@ def _conv(ws: _Words) -> DecodedConv:
         to=f"tile:{to_tile}" if link >> 31 else "port",
         act_tile=act - 1,
         delay=link & 0xFFFF,
+        out_shift=out_shift,
     )
 
 

@@ -22,7 +22,9 @@ opcode  name         fields
                      sh << 12 | sw << 8 | dh << 4 | dw
 0x31    CONV_LINK    a = tile, b = psum source (0 bias, 1 port, 2 tile), c = source tile;
                      arg = output (0 port, 1 tile) << 31 | destination tile << 16 | delay
-0x32    CONV_SHIFT   a = tile, b = shift (signed 8-bit), c = act tile + 1 (0 = none); arg = bias (16-bit)
+0x32    CONV_SHIFT   a = tile, b = shift (signed 8-bit), c = act tile + 1 (0 = none);
+                     arg = out_shift (signed 8-bit) << 16 | bias (16-bit); out_shift rounds the chain
+                     end into the output format when no mapper follows
 0x33    CONV_W       a = tile, b = index of the first of two weights; arg = w[i] << 16 | w[i+1]
 0x40    MAP          a = tile, b = segments; arg = shift (input frac + slope frac - output frac)
 0x41    MAP_SEG      a = tile, b = segment; arg = threshold << 16 | offset (threshold of segment 0 unused)
@@ -192,7 +194,15 @@ def encode_pass(
                 ((0 if u.to == "port" else 1) << 31) | (to_tile << 16) | u.delay,
             )
         )
-        words.append(word("CONV_SHIFT", u.tile, _i(u.shift, 8), u.act_tile + 1, _i(u.bias, 16)))
+        words.append(
+            word(
+                "CONV_SHIFT",
+                u.tile,
+                _i(u.shift, 8),
+                u.act_tile + 1,
+                (_i(u.out_shift, 8) << 16) | _i(u.bias, 16),
+            )
+        )
         words += _weight_words(u.tile, u.kernel)
     for m in p.maps:
         words.append(word("MAP", m.tile, len(m.slopes), 0, _i(m.shift, 32)))

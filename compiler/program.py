@@ -84,6 +84,8 @@ class ConvUnit:
     or ``"tile:N"`` (the output of the convolver on tile N). ``to``: ``"port"`` (written), or
     ``"tile:N"``. ``act_tile``: the tile whose mapper the output passes through first (or -1).
     ``delay``: FIFO words inserted on the data input to line it up with the partial sum.
+    ``out_shift``: at the end of a chain written without a mapper, the partial sum is rounded into the
+    output format by this many fraction bits (then saturated).
     """
 
     tile: int
@@ -104,6 +106,7 @@ class ConvUnit:
     act_tile: int = -1
     delay: int = 0
     macs: int = 0
+    out_shift: int = 0  # chain end without a mapper: fraction bits dropped into the output format
 
 
 @dataclass(frozen=True, slots=True)

@@ -527,6 +527,9 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
                     psum_from=psum_from,
                     to=to,
                     act_tile=t if (last and seg.final and layer.act) else -1,
+                    out_shift=(layer.psum_fmt.frac - layer.out_fmt.frac)
+                    if (last and seg.final and not layer.act and seg.pool is None)
+                    else 0,
                     delay=delay,
                     macs=macs,
                 )
@@ -576,6 +579,7 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
                     psum_from="bias",
                     to="port",
                     act_tile=pool_tile if pool.act else -1,
+                    out_shift=0 if pool.act else pool.psum_fmt.frac - pool.out_fmt.frac,
                     macs=pmacs,
                 )
             )

@@ -1,0 +1,208 @@
+"""Functional execution of a compiled program: what its configuration words compute, without timing.
+
+Every grid pass is executed from its *decoded configuration words* and the memory image only:
+streams read their 2-D regions (with the DMA's virtual border), convolvers compute window sums and
+chain them, mappers and ALUs apply their configuration, write streams store their regions. Host
+steps run the lowered graph's host layers. The result must be bit-identical to the golden
+fixed-point executor of the lowered graph (``compiler/fixed.py``); that equality checks the whole
+scheduler and encoder: addresses, regions, strips, chains, fused pooling, partial sums, formats.
+
+This is the numerical half of the cycle model; timing is added by the cycle model itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from nfc.compiler.binary import LoadedProgram, parse_program, program_bytes
+from nfc.compiler.decode import DecodedConv, DecodedMap, DecodedPass, DecodedStream
+from nfc.compiler.executor import eval_node
+from nfc.compiler.grid import HostLayer, Lowered
+from nfc.compiler.program import HostStep, Program
+from nfc.errors import NfcError
+from nfc.numerics import QFormat, dequantize, quantize, round_shift, saturate
+
+__all__ = ["run_program", "ProgramRun"]
+
+WORD_BITS = 16
+
+
+class ProgramRun:
+    """The memory image after running a program, and its outputs."""
+
+    def __init__(self, memory: np.ndarray, outputs: dict[str, np.ndarray], words: dict[str, np.ndarray]):
+        self.memory = memory
+        self.outputs = outputs
+        self.words = words
+
+
+def _read(mem: np.ndarray, s: DecodedStream) -> np.ndarray:
+    """The ``rows x cols`` words a read stream delivers (virtual border outside the map)."""
+    H, W = s.map_shape
+    pt, pl, _, _ = s.pads
+    rows = s.r0 + np.arange(s.rows) * s.step[0] - pt
+    cols = s.c0 + np.arange(s.cols) * s.step[1] - pl
+    inside = (rows[:, None] >= 0) & (rows[:, None] < H) & (cols[None, :] >= 0) & (cols[None, :] < W)
+    addr = s.address + np.clip(rows, 0, H - 1)[:, None] * W + np.clip(cols, 0, W - 1)[None, :]
+    addr = np.minimum(addr, mem.size - 1)
+    return np.where(inside, mem[addr], s.pad_value)
+
+
+def _write(mem: np.ndarray, s: DecodedStream, values: np.ndarray) -> None:
+    if values.shape != (s.rows, s.cols):
+        raise NfcError(f"write stream of {s.rows}x{s.cols} words got a {values.shape} result (program error)")
+    _, W = s.map_shape
+    rows = s.r0 + np.arange(s.rows) * s.step[0]
+    cols = s.c0 + np.arange(s.cols) * s.step[1]
+    mem[s.address + rows[:, None] * W + cols[None, :]] = values
+
+
+def _window(u: DecodedConv, x: np.ndarray) -> np.ndarray:
+    """Window sums (mac) or maxima (max) of the data map ``x`` for convolver ``u``."""
+    (bh, bw), (sh, sw), (dh, dw) = u.block, u.stride, u.dilation
+    span = ((bh - 1) * dh + 1, (bw - 1) * dw + 1)
+    win = sliding_window_view(x, span)[::sh, ::sw, ::dh, ::dw]
+    if u.mode == "max":
+        return win.max(axis=(2, 3)).astype(np.int64)
+    k = np.asarray(u.kernel, dtype=np.float64).reshape(bh, bw)
+    return np.einsum("hwij,ij->hw", win.astype(np.float64), k).astype(np.int64)
+
+
+def _mapper(m: DecodedMap, x: np.ndarray) -> np.ndarray:
+    seg = np.searchsorted(np.asarray(m.thresholds, dtype=np.int64), x, side="right")
+    a = np.asarray(m.slopes, dtype=np.int64)[seg]
+    c = np.asarray(m.offsets, dtype=np.int64)[seg]
+    return saturate(round_shift(a * x, m.shift) + c, WORD_BITS)[0]
+
+
+def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
+    data: dict[int, list[np.ndarray]] = {}
+    psum_in: dict[int, np.ndarray] = {}
+    for s in p.streams:
+        if s.direction != "read":
+            continue
+        words = _read(mem, s)
+        if s.role == "psum":
+            psum_in[s.tile] = words
+        else:
+            data.setdefault(s.tile, []).append(words)
+    maps = {m.tile: m for m in p.maps}
+    results: dict[int, np.ndarray] = {}  # tile -> stream leaving the tile
+    convs = {u.tile: u for u in p.convs}
+    # a chain is evaluated in order: a convolver whose partial sum or data comes from another tile
+    # waits until that tile's result exists
+    pending = list(p.convs)
+    incoming: dict[int, np.ndarray] = {}
+    while pending:
+        progress = False
+        for u in list(pending):
+            src_tile = int(u.psum_from.split(":")[1]) if u.psum_from.startswith("tile:") else None
+            if src_tile is not None and src_tile not in results:
+                continue
+            if u.tile in data:
+                x = data[u.tile].pop(0)
+                if src_tile is not None:
+                    psum = results[src_tile]
+                elif u.psum_from == "port":
+                    psum = psum_in[u.tile]
+                else:
+                    psum = None
+            elif u.tile in incoming:  # a pooling convolver fed by the previous unit's output
+                x = incoming.pop(u.tile)
+                psum = None
+            else:
+                continue
+            acc = _window(u, x)
+            if psum is None:
+                psum = np.full(acc.shape, u.bias if u.mode == "mac" else -(1 << (WORD_BITS - 1)), np.int64)
+            if psum.shape != acc.shape:
+                raise NfcError(
+                    f"pass {p.index}: tile {u.tile} chain shapes {psum.shape} vs {acc.shape} (program error)"
+                )
+            if u.mode == "mac":
+                out = saturate(psum + round_shift(acc, u.shift), WORD_BITS)[0]
+            else:
+                out = np.maximum(psum, acc)
+            if u.act_tile >= 0:
+                out = _mapper(maps[u.act_tile], out)
+            elif u.to == "port":
+                out = saturate(round_shift(out, u.out_shift), WORD_BITS)[0]
+            if u.to.startswith("tile:"):
+                dst = int(u.to.split(":")[1])
+                if convs[dst].psum_from == f"tile:{u.tile}":
+                    results[u.tile] = out
+                else:
+                    incoming[dst] = out
+                    results[u.tile] = out
+            else:
+                results[u.tile] = out
+            pending.remove(u)
+            progress = True
+        if not progress:
+            raise NfcError(
+                f"pass {p.index}: convolver chain cannot be evaluated (a unit waits for data it never gets)"
+            )
+    for m in p.maps:  # mappers of map passes (not after a convolver)
+        if any(u.act_tile == m.tile for u in p.convs):
+            continue
+        results[m.tile] = _mapper(m, data[m.tile].pop(0))
+    for a in p.alus:
+        x, y = data[a.tile].pop(0), data[a.tile].pop(0)
+        if a.op == "mul":
+            r = x * y
+        else:
+            x2, y2 = round_shift(x, a.shift_a), round_shift(y, a.shift_b)
+            r = {"add": np.add, "sub": np.subtract, "max": np.maximum, "min": np.minimum}[a.op](x2, y2)
+        results[a.tile] = saturate(round_shift(r, a.shift_out), WORD_BITS)[0]
+    for s in p.streams:
+        if s.direction != "write":
+            continue
+        if s.tile in results:
+            _write(mem, s, results[s.tile])
+        elif s.tile in data and data[s.tile]:  # a copy: the read stream goes straight out
+            _write(mem, s, data[s.tile].pop(0))
+        else:
+            raise NfcError(
+                f"pass {p.index}: write stream from tile {s.tile} has nothing to write (program error)"
+            )
+
+
+def _host(mem: np.ndarray, prog: LoadedProgram, step: HostStep, layer: HostLayer) -> None:
+    args = []
+    for name, shape in zip(step.srcs, layer.in_shapes, strict=True):
+        b = prog.buffer(name)
+        n = int(np.prod(b.shape))
+        args.append(dequantize(mem[b.address : b.address + n], QFormat(b.bits, b.frac)).reshape(shape))
+    result = eval_node(layer.node, args)
+    d = prog.buffer(step.dst)
+    words, _ = quantize(result, QFormat(d.bits, d.frac))
+    mem[d.address : d.address + words.size] = words.reshape(-1)
+
+
+def run_program(
+    program: Program | LoadedProgram, lowered: Lowered, inputs: Mapping[str, np.ndarray]
+) -> ProgramRun:
+    """Run ``program`` on ONNX-shaped float ``inputs``; host steps use ``lowered``'s host layers."""
+    prog = parse_program(program_bytes(program)) if isinstance(program, Program) else program
+    mem = np.zeros(prog.memory_words + 1, dtype=np.int64)
+    for name, buf, _shape in prog.inputs:
+        b = prog.buffer(buf)
+        words, _ = quantize(np.asarray(inputs[name], np.float64), QFormat(b.bits, b.frac))
+        mem[b.address : b.address + words.size] = words.reshape(-1)
+    hosts = {layer.name: layer for layer in lowered.layers if isinstance(layer, HostLayer)}
+    for step in prog.steps:
+        if isinstance(step, HostStep):
+            _host(mem, prog, step, hosts[step.layer])
+        else:
+            _run_pass(mem, step.decoded)
+    outputs, words = {}, {}
+    for name, buf, shape in prog.outputs:
+        b = prog.buffer(buf)
+        n = int(np.prod(b.shape))
+        w = mem[b.address : b.address + n].copy()
+        words[name] = w.reshape(b.shape)
+        outputs[name] = dequantize(w, QFormat(b.bits, b.frac)).reshape(shape).astype(np.float32)
+    return ProgramRun(mem, outputs, words)
