@@ -42,7 +42,7 @@ from nfc.compiler.quantize import Formats
 from nfc.errors import NfcError
 from nfc.numerics import PWL, QFormat, quantize
 
-__all__ = ["lower", "LoweringError"]
+__all__ = ["lower", "LoweringError", "mapper_error"]
 
 #: Fraction bits of the constant kernel of average pooling (weights 1/n in Q0.15 or finer).
 AVG_WEIGHT_FRAC = 15
@@ -55,10 +55,24 @@ class LoweringError(NfcError):
 _FIT_CACHE: dict[tuple, PWL] = {}
 
 
+#: The fitter's measured worst-case error (real units) of every mapper configuration made here.
+_FIT_ERRORS: dict[PWL, float] = {}
+
+
+def mapper_error(pwl: PWL) -> float:
+    """The achieved maximum error of a mapper configuration lowering produced (for reports)."""
+    return _FIT_ERRORS[pwl]
+
+
+def _remember(result) -> PWL:
+    _FIT_ERRORS[result.pwl] = max(_FIT_ERRORS.get(result.pwl, 0.0), result.max_error)
+    return result.pwl
+
+
 def _fit(kind: str, params: dict, in_fmt: QFormat, out_fmt: QFormat, segments: int) -> PWL:
     key = (kind, tuple(sorted(params.items())), in_fmt, out_fmt, segments)
     if key not in _FIT_CACHE:
-        _FIT_CACHE[key] = fit_function(kind, params, in_fmt, out_fmt, segments).pwl
+        _FIT_CACHE[key] = _remember(fit_function(kind, params, in_fmt, out_fmt, segments))
     return _FIT_CACHE[key]
 
 
@@ -362,7 +376,7 @@ class _Lowerer:
                 return x
 
             name = "+".join(a.attr("kind") for a in acts)
-            _FIT_CACHE[cache_key] = fit_pwl(composed, in_fmt, out_fmt, self.segments, None, name).pwl
+            _FIT_CACHE[cache_key] = _remember(fit_pwl(composed, in_fmt, out_fmt, self.segments, None, name))
         return (_FIT_CACHE[cache_key],) * channels
 
     def _check_accumulator(self, node, kernels, channels, in_fmt, wfmt, psum_fmt, mode) -> None:
@@ -550,7 +564,7 @@ def _const_binary(lw: _Lowerer, node: Node) -> None:
         v = float(c.reshape(-1)[0])
         fn = (lambda t: np.maximum(t, v)) if kind == "max" else (lambda t: np.minimum(t, v))
         in_fmt = lw.buffers[lw.buf(node.inputs[0])].fmt
-        pwl = fit_pwl(fn, in_fmt, lw.fmt(node.name), lw.segments, (v,), kind).pwl
+        pwl = _remember(fit_pwl(fn, in_fmt, lw.fmt(node.name), lw.segments, (v,), kind))
         dst = lw.new_buffer(node.name, node.shape, lw.fmt(node.name))
         lw.layers.append(
             MapLayer(node.name, node.source, lw.buf(node.inputs[0]), dst, (pwl,) * channels, kind)

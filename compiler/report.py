@@ -12,7 +12,8 @@ from collections import defaultdict
 from nfc.arch import ArchConfig
 from nfc.compiler.analysis import layer_stats, totals
 from nfc.compiler.driver import CompileResult
-from nfc.compiler.grid import ConvLayer, HostLayer
+from nfc.compiler.grid import ConvLayer, HostLayer, MapLayer
+from nfc.compiler.lower import mapper_error
 from nfc.compiler.program import HostStep, Pass
 
 __all__ = ["build_report", "format_report"]
@@ -43,8 +44,11 @@ def _pass_row(p: Pass, arch: ArchConfig) -> dict:
     }
 
 
-def build_report(result: CompileResult, arch: ArchConfig) -> dict:
-    """Everything the report shows, as plain data (``--json`` prints it)."""
+def build_report(result: CompileResult, arch: ArchConfig, saturations: dict[str, int] | None = None) -> dict:
+    """Everything the report shows, as plain data (``--json`` prints it).
+
+    ``saturations``: per layer, the saturation events of the fixed-point executor on the
+    calibration samples (when compiled with them)."""
     prog = result.program
     stats = {s.name: s for s in layer_stats(result.graph)}
     net = totals(list(stats.values()))
@@ -74,6 +78,9 @@ def build_report(result: CompileResult, arch: ArchConfig) -> dict:
             "config_words": sum(len(p.config_words) for p in ps),
             "utilisation": macs / (cycles * arch.macs) if cycles else 0.0,
         }
+        pwls = layer.act if isinstance(layer, ConvLayer) else layer.pwl if isinstance(layer, MapLayer) else ()
+        if pwls:
+            row["mapper_max_error"] = max(mapper_error(p) for p in set(pwls))
         if isinstance(layer, ConvLayer):
             row["act"] = layer.act_kind
             row["terms"] = layer.terms
@@ -115,7 +122,10 @@ def build_report(result: CompileResult, arch: ArchConfig) -> dict:
             "host_ops": net["host_ops"],
             "host_op_share": net["host_op_share"],
             "host_layers": net["host_layers"],
+            "mapper_max_error": max((lr.get("mapper_max_error", 0.0) for lr in layers), default=0.0),
+            "saturations": None if saturations is None else sum(saturations.values()),
         },
+        "saturations": saturations,
     }
 
 
@@ -137,6 +147,8 @@ def format_report(rep: dict, max_passes: int = 0) -> str:
         note = lr.get("act", "") or ""
         if lr["fused"]:
             note = (note + " " if note else "") + "+ fused " + ", ".join(lr["fused"])
+        if "mapper_max_error" in lr:
+            note += f" (mapper err {lr['mapper_max_error']:.3g})"
         if lr["where"] == "host":
             note = lr.get("why", "")
         rows.append(
@@ -180,4 +192,12 @@ def format_report(rep: dict, max_passes: int = 0) -> str:
     )
     host = ", ".join(t["host_layers"]) or "none"
     out.append(f"       host ops: {host} ({100 * t['host_op_share']:.3f}% of the network's ops)")
+    out.append(f"       mapper worst-case error {t['mapper_max_error']:.4g} (measured over every input word)")
+    if t["saturations"] is not None:
+        worst = sorted(((n, k) for k, n in (rep["saturations"] or {}).items() if n), reverse=True)[:3]
+        where = ", ".join(f"{k}: {n}" for n, k in worst)
+        out.append(
+            f"       saturation events on the calibration samples: {t['saturations']}"
+            + (f" ({where})" if where else "")
+        )
     return "\n".join(out) + "\n"

@@ -199,6 +199,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from nfc.compiler.report import build_report, format_report
     from nfc.frontends.onnx import import_onnx
 
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise NfcError(f"-o {out}: exists and is not a directory")
     arch = load_target(args.target)
     graph = import_onnx(args.model)
     samples = _calibration_samples(args.calibrate, graph)
@@ -215,10 +218,16 @@ def cmd_compile(args: argparse.Namespace) -> int:
     result = compile_graph(
         graph, arch, args.policy, samples, args.verify_each, args.dump_ir_after, dump, progress
     )
-    report = build_report(result, arch)
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise NfcError(f"-o {out}: exists and is not a directory")
+    saturations = None
+    if samples is not None:
+        from nfc.compiler.fixed import run_fixed
+
+        progress("counting saturation on the calibration samples (fixed-point executor)")
+        saturations = {}
+        for feeds in samples:
+            for layer, n in run_fixed(result.lowered, feeds).saturations.items():
+                saturations[layer] = saturations.get(layer, 0) + n
+    report = build_report(result, arch, saturations)
     out.mkdir(parents=True, exist_ok=True)
     files = write_program(result.program, out)
     import json
