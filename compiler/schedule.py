@@ -199,7 +199,7 @@ def _strips(layer: ConvLayer, arch: ArchConfig) -> list[tuple[int, int]]:
 
 
 def _fusable_pool(ctx: _Ctx, layer: ConvLayer, consumers: dict[str, list]) -> ConvLayer | None:
-    if ctx.policy != "nfc":
+    if ctx.policy != "nfc" or ctx.arch.convolvers < 2:
         return None
     users = consumers.get(layer.dst, [])
     if len(users) != 1 or not isinstance(users[0], ConvLayer):
@@ -231,6 +231,17 @@ def _conv_segments(ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None) -> list[
     n_ports = arch.io.ports
     passes: list[list[_Segment]] = []
     O = layer.out_shape[0]
+    longest = max(len(_slots(layer, o)) for o in range(O))
+    if n_ports < 2:
+        raise SchedulingError(
+            f"layer {layer.name!r}: a pass needs a read and a write port; the target has io.ports = {n_ports}"
+        )
+    if longest > min(n_conv, reads, n_ports - 1) and (reads < 2 or n_ports < 3):
+        raise SchedulingError(
+            f"layer {layer.name!r}: chains of {longest} terms span several passes, and a pass that continues a "
+            f"chain reads data and the partial sum (2 read ports) and writes (1 port); the target allows "
+            f"io.max_read_ports = {reads} and io.ports = {n_ports}"
+        )
     for strip in _strips(layer, arch):
         if ctx.policy == "luaflow":
             per = max(1, min(n_conv, reads - 1))
@@ -256,6 +267,10 @@ def _conv_segments(ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None) -> list[
                 psum = j > 0
                 extra = 1 if pool is not None else 0
                 if free_w < 1 or free_r < 1 + psum or free_c < 1 or free_p < 2 + psum:
+                    if not cur:
+                        raise SchedulingError(
+                            f"layer {layer.name!r}: one chain segment does not fit an empty pass (internal error)"
+                        )
                     flush()
                     continue
                 k = min(free_c, free_r - psum, free_p - psum - 1, len(slots) - j)
@@ -264,9 +279,13 @@ def _conv_segments(ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None) -> list[
                     if k > 1:
                         k -= 1
                         final = False
-                    else:
+                    elif cur:
                         flush()
                         continue
+                    else:
+                        raise SchedulingError(
+                            f"layer {layer.name!r}: fusing its pooling needs 2 convolvers in one pass (internal error)"
+                        )
                 cur.append(_Segment(layer, o, slots[j : j + k], psum, final, strip, pool if final else None))
                 free_c -= k + (extra if final else 0)
                 free_r -= k + psum
@@ -610,13 +629,21 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
     return pb.finish(beats, reads, writes)
 
 
+def _limits(arch: ArchConfig) -> str:
+    io = arch.io
+    return (
+        f"the target has io.ports = {io.ports}, io.max_read_ports = {io.max_read_ports}, "
+        f"io.max_write_ports = {io.max_write_ports} and a {arch.grid.rows}x{arch.grid.cols} grid"
+    )
+
+
 def _conv_passes_split(ctx: _Ctx, index: int, segments: list[_Segment]) -> list[Pass]:
     """Build a pass; if its streams cannot all be routed, halve the group until they can."""
     try:
         return [_conv_pass(ctx, index, segments)]
-    except SchedulingError:
+    except SchedulingError as exc:
         if len(segments) == 1:
-            raise
+            raise SchedulingError(f"layer {segments[0].layer.name!r}: {exc} ({_limits(ctx.arch)})") from None
     half = len(segments) // 2
     first = _conv_passes_split(ctx, index, segments[:half])
     return first + _conv_passes_split(ctx, index + len(first), segments[half:])
@@ -626,9 +653,9 @@ def _simple_passes_split(ctx: _Ctx, index: int, build, layer, chans: range) -> l
     """Build a map/ALU/copy pass over ``chans``; halve the channel group while its streams cannot be routed."""
     try:
         return [build(ctx, index, layer, chans)]
-    except SchedulingError:
+    except SchedulingError as exc:
         if len(chans) == 1:
-            raise
+            raise SchedulingError(f"layer {layer.name!r}: {exc} ({_limits(ctx.arch)})") from None
     half = len(chans) // 2
     first = _simple_passes_split(ctx, index, build, layer, chans[:half])
     return first + _simple_passes_split(ctx, index + len(first), build, layer, chans[half:])

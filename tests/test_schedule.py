@@ -245,3 +245,47 @@ def test_window_wider_than_line_buffer_is_an_error(tmp_path):
     assert str(err.value) == (
         "layer 'y': a window 7 words wide does not fit the convolver's line buffers (4 words, tile.line_buffer_words)"
     )
+
+
+def _one_read_port_target(tmp_path: Path) -> Path:
+    from importlib import resources
+
+    text = resources.files("nfc").joinpath("targets", "tiny.toml").read_text()
+    target = tmp_path / "one_read.toml"
+    target.write_text(
+        text.replace("max_read_ports = 3", "max_read_ports = 1").replace('"tiny"', '"one_read"')
+    )
+    return target
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_chains_that_need_two_read_ports_are_a_clear_error(benchmark_dir: Path, tmp_path: Path, policy: str):
+    arch = load_target(_one_read_port_target(tmp_path))
+    with pytest.raises(SchedulingError) as err:
+        compile_graph(import_onnx(benchmark_dir / "lenet5.onnx"), arch, policy)
+    assert str(err.value) == (
+        "layer '/1/Tanh_output_0': chains of 4 terms span several passes, and a pass that continues a chain "
+        "reads data and the partial sum (2 read ports) and writes (1 port); the target allows "
+        "io.max_read_ports = 1 and io.ports = 4"
+    )
+
+
+def test_elementwise_layer_without_two_read_ports_names_the_layer(tmp_path: Path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Add", ["x", "r"], ["sum"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, [1, 2, 4, 4])],
+    )
+    path = tmp_path / "add.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+    with pytest.raises(SchedulingError) as err:
+        compile_graph(import_onnx(path), load_target(_one_read_port_target(tmp_path)))
+    assert str(err.value).startswith("layer 'sum': pass ")
+    assert str(err.value).endswith(
+        "no free read port or route to tile 0 (the target has io.ports = 4, io.max_read_ports = 1, "
+        "io.max_write_ports = 1 and a 2x2 grid)"
+    )
