@@ -560,15 +560,16 @@ def _const_binary(lw: _Lowerer, node: Node) -> None:
         wfmt = QFormat(bits, frac_for(float(np.abs(w).max()), bits))
         _depthwise(lw, node, "scale", (1, 1), w, b, (1, 1), (0, 0, 0, 0), wfmt=wfmt)
         return
-    if c.size == 1 and kind in ("max", "min"):
-        v = float(c.reshape(-1)[0])
-        fn = (lambda t: np.maximum(t, v)) if kind == "max" else (lambda t: np.minimum(t, v))
+    if per_channel and kind in ("max", "min"):
+        # one exact two-segment map per channel (the mapper is configured per channel)
         in_fmt = lw.buffers[lw.buf(node.inputs[0])].fmt
-        pwl = _remember(fit_pwl(fn, in_fmt, lw.fmt(node.name), lw.segments, (v,), kind))
+        pwls = []
+        for v in np.broadcast_to(np.asarray(per, np.float64).reshape(-1), (channels,)):
+            v = float(v)
+            fn = (lambda t, v=v: np.maximum(t, v)) if kind == "max" else (lambda t, v=v: np.minimum(t, v))
+            pwls.append(_remember(fit_pwl(fn, in_fmt, lw.fmt(node.name), lw.segments, (v,), kind)))
         dst = lw.new_buffer(node.name, node.shape, lw.fmt(node.name))
-        lw.layers.append(
-            MapLayer(node.name, node.source, lw.buf(node.inputs[0]), dst, (pwl,) * channels, kind)
-        )
+        lw.layers.append(MapLayer(node.name, node.source, lw.buf(node.inputs[0]), dst, tuple(pwls), kind))
         return
     lw.host(node, f"{kind} with a constant that varies over positions (or divided by the input)")
 

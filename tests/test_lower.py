@@ -533,6 +533,19 @@ def test_max_with_a_scalar_is_an_exact_map(target: str, kind: str, v: float) -> 
     np.testing.assert_array_equal(words, want)  # bit-exact: quantize(max(x, v))
 
 
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("kind", ["max", "min"])
+def test_max_with_a_per_channel_constant_is_an_exact_map_per_channel(target: str, kind: str) -> None:
+    x = inp("x", (3, 6, 7))
+    const = np.array([0.3, -0.7, 0.45]).reshape(3, 1, 1)
+    n = make_node("n", Op.CONST_BINARY, ("x",), x.shape, {"kind": kind, "reverse": 0}, {"const": const})
+    r = run_both(graph(x, n), target)
+    (layer,) = r.low.layers
+    assert isinstance(layer, MapLayer) and len(set(layer.pwl)) == 3
+    want, _ = quantize(r.ref["n"], r.low.buffers["n"].fmt)
+    np.testing.assert_array_equal(r.res.memory.view("n"), want)  # bit-exact per channel
+
+
 # -- layout ------------------------------------------------------------------------------------------
 
 
