@@ -312,6 +312,16 @@ def _plan_cost(ctx: _Ctx, groups: list[list[_Segment]]) -> float:
     return total
 
 
+def _maps_per_pass(arch: ArchConfig, layer: MapLayer | EltwiseLayer | CopyLayer) -> int:
+    """How many maps of a mapper, ALU or copy layer one pass can stream (``nfc`` policy)."""
+    io = arch.io
+    if isinstance(layer, MapLayer):
+        return min(arch.mappers, io.max_read_ports, io.max_write_ports, io.ports // 2, arch.tiles)
+    if isinstance(layer, EltwiseLayer):
+        return min(arch.alus, io.max_read_ports // 2, io.max_write_ports, io.ports // 3, arch.tiles)
+    return min(io.max_read_ports, io.max_write_ports, io.ports // 2, arch.tiles)
+
+
 def _simple_groups(ctx: _Ctx, channels: int, per_pass: int) -> list[range]:
     per_pass = max(1, per_pass)
     return [range(c, min(channels, c + per_pass)) for c in range(0, channels, per_pass)]
@@ -851,48 +861,10 @@ def schedule(
                 ctx.psum_buffers[layer.name] = name
                 ctx.extra_buffers[name] = (layer.out_shape, layer.psum_fmt.frac, layer.psum_fmt.bits)
             plans.append((layer, segs))
-        elif isinstance(layer, MapLayer):
-            C = low.buffers[layer.src].shape[0]
-            plans.append(
-                (
-                    layer,
-                    _simple_groups(
-                        ctx,
-                        C,
-                        1
-                        if policy == "luaflow"
-                        else min(arch.mappers, arch.io.max_read_ports, arch.io.max_write_ports, arch.tiles),
-                    ),
-                )
-            )
-        elif isinstance(layer, EltwiseLayer):
-            C = low.buffers[layer.dst].shape[0]
-            plans.append(
-                (
-                    layer,
-                    _simple_groups(
-                        ctx,
-                        C,
-                        1
-                        if policy == "luaflow"
-                        else min(arch.alus, arch.io.max_read_ports // 2, arch.io.max_write_ports, arch.tiles),
-                    ),
-                )
-            )
-        elif isinstance(layer, CopyLayer):
-            C = low.buffers[layer.src].shape[0]
-            plans.append(
-                (
-                    layer,
-                    _simple_groups(
-                        ctx,
-                        C,
-                        1
-                        if policy == "luaflow"
-                        else min(arch.io.max_read_ports, arch.io.max_write_ports, arch.tiles),
-                    ),
-                )
-            )
+        elif isinstance(layer, MapLayer | EltwiseLayer | CopyLayer):
+            C = low.buffers[layer.dst if isinstance(layer, EltwiseLayer) else layer.src].shape[0]
+            per_pass = 1 if policy == "luaflow" else _maps_per_pass(arch, layer)
+            plans.append((layer, _simple_groups(ctx, C, per_pass)))
         else:
             plans.append((layer, []))
     # memory: every root buffer except the un-pooled maps of fused layers
