@@ -166,7 +166,8 @@ def run_layer(layer, mem: Memory) -> int:
     bufs = mem.low.buffers
     if isinstance(layer, ConvLayer):
         out, sats = conv_layer_words(layer, _input_maps(layer, mem))
-        mem.view(layer.dst)[...] = out
+        dst = mem.view(layer.dst)
+        dst[...] = out.reshape(dst.shape)  # a pointwise layer computes (O, 1, H*W) for an (O, H, W) buffer
         return sats
     if isinstance(layer, MapLayer):
         x = mem.view(layer.src)

@@ -255,6 +255,7 @@ class _Lowerer:
         mode: str = "mac",
         wfmt: QFormat | None = None,
         useful_macs: int = 0,
+        buffer_shape: tuple[int, int, int] | None = None,
     ) -> None:
         acts_after = self.fused_act(node)
         name = acts_after[-1].name if acts_after else node.name
@@ -320,7 +321,7 @@ class _Lowerer:
         elif mode == "max" and out_fmt != psum_fmt:
             pass  # the chain end is re-formatted (narrowed) to out_fmt
         self._check_accumulator(node, kernels, channels, in_fmt, wfmt, psum_fmt, mode)
-        dst = self.new_buffer(name, out_shape, out_fmt)
+        dst = self.new_buffer(name, buffer_shape or out_shape, out_fmt)
         self.layers.append(
             ConvLayer(
                 name=name,
@@ -417,12 +418,41 @@ def _conv(lw: _Lowerer, node: Node) -> None:
     src = lw.buf(node.inputs[0])
     from nfc.compiler.analysis import useful_conv_macs
 
+    weight = np.asarray(node.param("weight"), np.float64)
+    C, H, W = lw.graph.node(node.inputs[0]).shape
+    O = weight.shape[0]
+    if (
+        weight.shape[2:] == (1, 1)
+        and node.attr("stride") == (1, 1)
+        and not any(node.attr("pads"))
+        and node.attr("groups") == 1
+        and C > 1
+        and H * W <= lw.arch.tile.line_buffer_words
+    ):
+        # a pointwise convolution: the input seen as one C x (H*W) map, each output a K x 1 column
+        # window over K channels, instead of one 1-tap term per channel
+        lw.conv_layer(
+            node,
+            "conv1x1",
+            src,
+            (C, H * W),
+            weight.reshape(O, 1, C, 1),
+            np.asarray(node.param("bias"), np.float64),
+            1,
+            (1, 1),
+            (1, 1),
+            (0, 0, 0, 0),
+            (O, 1, H * W),
+            useful_macs=useful_conv_macs(node)[0],
+            buffer_shape=tuple(node.shape),
+        )
+        return
     lw.conv_layer(
         node,
         "conv",
         src,
-        tuple(lw.graph.node(node.inputs[0]).shape[1:]),
-        np.asarray(node.param("weight"), np.float64),
+        (H, W),
+        weight,
         np.asarray(node.param("bias"), np.float64),
         node.attr("groups"),
         node.attr("stride"),

@@ -760,3 +760,19 @@ def test_saturation_is_counted_and_clamps(target: str) -> None:
     np.testing.assert_array_equal(out[:, :, 4:], 9.0)
     ref = run_float(g, {"x": xv})["out0"][0]
     assert (ref[:, :, :2] > q88.max_real).all()
+
+
+@pytest.mark.parametrize("target", ["virtex6", "asic45"])
+def test_pointwise_conv_uses_column_windows_over_channels(target: str) -> None:
+    """A 1x1 convolution whose map fits the line buffers sees its input as one C x (H*W) map:
+    each term is a K x 1 column over K channels, so there are about K times fewer terms."""
+    gen = np.random.default_rng(21)
+    x = inp("x", (23, 4, 5))
+    n = conv("n", x, gen.standard_normal((6, 23, 1, 1)) / 5, gen.standard_normal(6) / 5)
+    r = run_both(graph(x, n), target)
+    (layer,) = r.low.layers
+    K = r.arch.tile.convolver_size
+    assert layer.kind == "conv1x1" and layer.view == (23, 20) and layer.out_shape == (6, 1, 20)
+    assert layer.terms == 6 * -(-23 // K)
+    assert r.low.buffers[layer.dst].shape == (6, 4, 5)
+    assert r.err("n") <= mac_bound(layer, r.absmax("x"))
