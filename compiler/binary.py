@@ -263,9 +263,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def write_program(program: Program, directory: str | os.PathLike) -> dict[str, Path]:
+def write_program(program: Program, directory: str | os.PathLike, listings: bool = True) -> dict[str, Path]:
     """Write ``program.nfcp``, ``program.json`` and ``program.lst`` into ``directory`` (created if
-    missing). Returns their paths keyed ``nfcp``, ``json``, ``lst``."""
+    missing). Returns their paths keyed ``nfcp``, ``json``, ``lst``.
+
+    With ``listings=False`` only ``program.nfcp`` is written and stale listings from an earlier
+    program in the same directory are removed (``nfc disasm`` makes a listing from the file)."""
     directory = Path(directory)
     data = program_bytes(program)
     try:  # the listings come from the file as read back: a program that does not read back is refused
@@ -275,13 +278,13 @@ def write_program(program: Program, directory: str | os.PathLike) -> dict[str, P
             f"internal error: the compiled program does not decode from its own configuration words, so "
             f"it was not written (a value outgrew its configuration field?): {exc}; please report this"
         ) from None
-    texts = {
-        "json": json_text(program_json(loaded)),
-        "lst": disasm_text(loaded),
-    }
+    texts = {"json": json_text(program_json(loaded)), "lst": disasm_text(loaded)} if listings else {}
     try:
         directory.mkdir(parents=True, exist_ok=True)
         paths = {key: directory / name for key, name in FILES.items()}
+        if not listings:
+            for key in ("json", "lst"):
+                paths.pop(key).unlink(missing_ok=True)
         for key, text in texts.items():
             _atomic_write(paths[key], text.encode("utf-8"))
         _atomic_write(paths["nfcp"], data)

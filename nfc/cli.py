@@ -139,6 +139,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 # -- nfc compile ---------------------------------------------------------------------------------------
+#: Programs with more passes than this get no listing files unless --listings full (they reach
+#: hundreds of megabytes).
+LISTING_LIMIT = 20_000
+
+
 def _calibration_samples(spec: str | None, graph) -> list | None:
     """``--calibrate``: a .npy/.npz file of inputs (N x input shape), or ``random:N``."""
     import numpy as np
@@ -229,7 +234,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
                 saturations[layer] = saturations.get(layer, 0) + n
     report = build_report(result, arch, saturations)
     out.mkdir(parents=True, exist_ok=True)
-    files = write_program(result.program, out)
+    n_passes = len(result.program.passes)
+    listings = args.listings == "full" or (args.listings == "auto" and n_passes <= LISTING_LIMIT)
+    if not listings and args.listings == "auto":
+        progress(
+            f"{n_passes} passes: program.json/program.lst not written (--listings full forces them; "
+            "nfc disasm DIR prints the listing)"
+        )
+    files = write_program(result.program, out, listings=listings)
     import json
 
     _write_text(out / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -309,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
         "shape) or random:N; default: the target's format (Q8.8) everywhere",
     )
     c.add_argument("--json", action="store_true", help="print the report as JSON")
+    c.add_argument(
+        "--listings",
+        choices=("auto", "full", "none"),
+        default="auto",
+        help=f"write program.json and program.lst: auto (default) = when at most {LISTING_LIMIT} "
+        "passes, full = always, none = never",
+    )
     c.add_argument("--passes", type=int, default=0, metavar="N", help="also list the first N passes")
     c.add_argument(
         "--dump-ir-after",

@@ -122,3 +122,17 @@ def test_bad_model_and_output(tmp_path: Path, digits: Path, capsys):
     assert capsys.readouterr().err == f"nfc: error: -o {afile}: exists and is not a directory\n"
     assert main(["disasm", str(tmp_path)]) == 2
     assert "nfc: error:" in capsys.readouterr().err
+
+
+def test_listings_none_writes_only_the_binary_and_removes_stale_listings(
+    digits: Path, tmp_path: Path, capsys
+):
+    out = tmp_path / "o"
+    assert main(["compile", str(digits), "-o", str(out), "-q"]) == 0
+    assert (out / "program.lst").exists()
+    assert main(["compile", str(digits), "-o", str(out), "-q", "--listings", "none"]) == 0
+    capsys.readouterr()
+    assert (out / "program.nfcp").exists()
+    assert not (out / "program.lst").exists() and not (out / "program.json").exists()
+    assert main(["disasm", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("nfc program (format version 1)")
