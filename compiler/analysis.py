@@ -22,7 +22,7 @@ import numpy as np
 
 from nfc.compiler.ir import HOST_OPS, LAYOUT_OPS, Graph, Node, Op
 
-__all__ = ["LayerStats", "layer_stats", "totals", "useful_conv_macs"]
+__all__ = ["LayerStats", "layer_stats", "totals", "useful_conv_macs", "node_ops"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,30 +56,39 @@ def useful_conv_macs(node: Node) -> tuple[int, int]:
     return nonzero * per_kernel, o * i * per_kernel
 
 
-def _layer(index: int, node: Node, graph: Graph) -> LayerStats:
-    ins = tuple(graph.node(i).shape for i in node.inputs)
+def _work(node: Node, ins: tuple[tuple[int, ...], ...]) -> tuple[int, int, int]:
+    """(useful MACs, dense MACs, ops) of ``node`` with inputs of shapes ``ins``, by the rules above."""
     out_elems = node.type.size
-    params = sum(int(v.size) for _, v in node.params)
-    macs = dense = 0
     op = node.op
     if op is Op.CONV:
         macs, dense = useful_conv_macs(node)
-        ops = 2 * macs
-    elif op is Op.LINEAR:
-        macs = dense = int(node.param("weight").size)
-        ops = 2 * macs
-    elif op in (Op.MAXPOOL, Op.AVGPOOL):
-        ops = out_elems * math.prod(node.attr("kernel"))
-    elif op in (Op.GLOBAL_AVGPOOL, Op.GLOBAL_MAXPOOL):
-        ops = math.prod(ins[0])
-    elif op is Op.SOFTMAX:
-        ops = 4 * out_elems
-    elif op is Op.LRN:
-        ops = (node.attr("size") + 3) * out_elems
-    elif op in LAYOUT_OPS or op is Op.RESIZE:
-        ops = 0
-    else:
-        ops = out_elems
+        return macs, dense, 2 * macs
+    if op is Op.LINEAR:
+        macs = int(node.param("weight").size)
+        return macs, macs, 2 * macs
+    if op in (Op.MAXPOOL, Op.AVGPOOL):
+        return 0, 0, out_elems * math.prod(node.attr("kernel"))
+    if op in (Op.GLOBAL_AVGPOOL, Op.GLOBAL_MAXPOOL):
+        return 0, 0, math.prod(ins[0])
+    if op is Op.SOFTMAX:
+        return 0, 0, 4 * out_elems
+    if op is Op.LRN:
+        return 0, 0, (node.attr("size") + 3) * out_elems
+    if op in LAYOUT_OPS or op is Op.RESIZE:
+        return 0, 0, 0
+    return 0, 0, out_elems
+
+
+def node_ops(node: Node, ins: tuple[tuple[int, ...], ...]) -> int:
+    """The operations ``node`` counts for (e.g. a host step's share of the work)."""
+    return _work(node, ins)[2]
+
+
+def _layer(index: int, node: Node, graph: Graph) -> LayerStats:
+    ins = tuple(graph.node(i).shape for i in node.inputs)
+    params = sum(int(v.size) for _, v in node.params)
+    macs, dense, ops = _work(node, ins)
+    op = node.op
     where = "host" if op in HOST_OPS else "memory" if (op in LAYOUT_OPS or op is Op.RESIZE) else "grid"
     kind = node.attr("kind", None)
     label = f"{op.value}.{kind}" if kind else op.value

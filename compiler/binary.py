@@ -54,7 +54,6 @@ from __future__ import annotations
 import json
 import operator
 import os
-import secrets
 import struct
 import zlib
 from dataclasses import dataclass, field, fields, replace
@@ -63,6 +62,7 @@ from pathlib import Path
 from nfc.compiler.decode import DecodedPass, decode_pass, format_fields, split_word
 from nfc.compiler.program import PROGRAM_VERSION, BufferInfo, HostStep, Pass, Program
 from nfc.errors import NfcError
+from nfc.files import atomic_write
 
 __all__ = [
     "MAGIC",
@@ -248,21 +248,6 @@ def program_bytes(program: Program) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_program(program: Program, directory: str | os.PathLike, listings: bool = True) -> dict[str, Path]:
     """Write ``program.nfcp``, ``program.json`` and ``program.lst`` into ``directory`` (created if
     missing). Returns their paths keyed ``nfcp``, ``json``, ``lst``.
@@ -286,8 +271,8 @@ def write_program(program: Program, directory: str | os.PathLike, listings: bool
             for key in ("json", "lst"):
                 paths.pop(key).unlink(missing_ok=True)
         for key, text in texts.items():
-            _atomic_write(paths[key], text.encode("utf-8"))
-        _atomic_write(paths["nfcp"], data)
+            atomic_write(paths[key], text.encode("utf-8"))
+        atomic_write(paths["nfcp"], data)
     except OSError as exc:
         raise NfcError(f"{directory}: cannot write the program: {exc.strerror or exc}") from None
     return paths

@@ -18,7 +18,7 @@ from nfc.compiler.grid import ConvLayer, Lowered
 from nfc.compiler.ir import Graph
 from nfc.compiler.lower import lower
 from nfc.compiler.passes import FRONT_PASSES, run_pipeline
-from nfc.compiler.program import Program
+from nfc.compiler.program import Pass, Program
 from nfc.compiler.quantize import Formats, calibrate, default_formats
 from nfc.compiler.schedule import schedule
 from nfc.errors import NfcError
@@ -94,11 +94,9 @@ def compile_graph(
     say(f"scheduling ({policy} policy)")
     program = schedule(low, arch, policy, progress)
     if dump is not None and dump_after == "schedule":
-        dump(
-            "schedule",
-            "".join(
-                f"{s.index}: {getattr(s, 'kind', 'host')} {', '.join(getattr(s, 'layers', (s.layer,) if hasattr(s, 'layer') else ()))}\n"
-                for s in program.steps
-            ),
-        )
+        lines = []
+        for step in program.steps:
+            what = f"{step.kind} {', '.join(step.layers)}" if isinstance(step, Pass) else f"host {step.layer}"
+            lines.append(f"{step.index}: {what}\n")
+        dump("schedule", "".join(lines))
     return CompileResult(graph, formats, low, program)

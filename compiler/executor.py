@@ -14,7 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from nfc.compiler.ir import Graph, Node, Op
 from nfc.errors import NfcError
 
-__all__ = ["run_float", "eval_node", "activation"]
+__all__ = ["run_float", "eval_node", "activation", "BINARY_NUMPY"]
 
 
 def _pad_hw(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:
@@ -82,7 +82,7 @@ def activation(kind: str, x: np.ndarray, node: Node | None = None) -> np.ndarray
     raise NfcError(f"unknown activation {kind!r}")
 
 
-_BINARY: Mapping[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+BINARY_NUMPY: Mapping[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "add": np.add,
     "sub": np.subtract,
     "mul": np.multiply,
@@ -136,10 +136,10 @@ def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
         scale = node.param("scale").astype(np.float64)[(slice(None),) + extra]
         return x * scale + node.param("shift").astype(np.float64)[(slice(None),) + extra]
     if op is Op.BINARY:
-        return _BINARY[node.attr("kind")](x, args[1])
+        return BINARY_NUMPY[node.attr("kind")](x, args[1])
     if op is Op.CONST_BINARY:
         c = node.param("const").astype(np.float64)
-        fn = _BINARY[node.attr("kind")]
+        fn = BINARY_NUMPY[node.attr("kind")]
         return fn(c, x) if node.attr("reverse") else fn(x, c)
     if op is Op.CONCAT:
         return np.concatenate(args, axis=node.attr("axis"))

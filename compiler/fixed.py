@@ -16,7 +16,17 @@ from numpy.lib.stride_tricks import sliding_window_view
 from nfc.compiler.executor import eval_node
 from nfc.compiler.grid import ConvLayer, CopyLayer, EltwiseLayer, HostLayer, Lowered, MapLayer
 from nfc.errors import NfcError
-from nfc.numerics import QFormat, apply_pwl, dequantize, narrow, quantize, round_shift, saturate
+from nfc.numerics import (
+    QFormat,
+    alu_shifts,
+    alu_words,
+    apply_pwl,
+    dequantize,
+    narrow,
+    quantize,
+    round_shift,
+    saturate,
+)
 
 __all__ = ["Memory", "FixedResult", "run_fixed", "conv_layer_words"]
 
@@ -179,15 +189,9 @@ def run_layer(layer, mem: Memory) -> int:
         mem.view(layer.dst)[...] = out
         return sats
     if isinstance(layer, EltwiseLayer):
-        fa, fb, fo = bufs[layer.a].fmt, bufs[layer.b].fmt, bufs[layer.dst].fmt
-        a, b = mem.view(layer.a), mem.view(layer.b)
-        if layer.kind == "mul":
-            out, sats = narrow(a * b, fa.frac + fb.frac, fo)
-        else:
-            top = max(fa.frac, fb.frac)
-            a2, b2 = round_shift(a, fa.frac - top), round_shift(b, fb.frac - top)
-            r = {"add": np.add, "sub": np.subtract, "max": np.maximum, "min": np.minimum}[layer.kind](a2, b2)
-            out, sats = narrow(r, top, fo)
+        fo = bufs[layer.dst].fmt
+        shifts = alu_shifts(layer.kind, bufs[layer.a].fmt.frac, bufs[layer.b].fmt.frac, fo.frac)
+        out, sats = alu_words(layer.kind, mem.view(layer.a), mem.view(layer.b), *shifts, fo.bits)
         mem.view(layer.dst)[...] = out
         return sats
     if isinstance(layer, CopyLayer):

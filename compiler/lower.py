@@ -34,11 +34,12 @@ from collections.abc import Callable
 import numpy as np
 
 from nfc.arch import ArchConfig
+from nfc.compiler.analysis import useful_conv_macs
 from nfc.compiler.executor import activation
 from nfc.compiler.grid import Buffer, ConvLayer, CopyLayer, EltwiseLayer, HostLayer, Layer, Lowered, MapLayer
 from nfc.compiler.ir import Graph, Node, Op
 from nfc.compiler.pwl import fit_function, fit_pwl
-from nfc.compiler.quantize import Formats
+from nfc.compiler.quantize import Formats, frac_for
 from nfc.errors import NfcError
 from nfc.numerics import PWL, QFormat, quantize
 
@@ -318,8 +319,6 @@ class _Lowerer:
         if acts_after:
             act_kind = "+".join(a.attr("kind") for a in acts_after)
             acts = self.mapper_configs(acts_after, O, psum_fmt, out_fmt)
-        elif mode == "max" and out_fmt != psum_fmt:
-            pass  # the chain end is re-formatted (narrowed) to out_fmt
         self._check_accumulator(node, kernels, channels, in_fmt, wfmt, psum_fmt, mode)
         dst = self.new_buffer(name, buffer_shape or out_shape, out_fmt)
         self.layers.append(
@@ -416,8 +415,6 @@ def _input(lw: _Lowerer, node: Node) -> None:
 @_on(Op.CONV)
 def _conv(lw: _Lowerer, node: Node) -> None:
     src = lw.buf(node.inputs[0])
-    from nfc.compiler.analysis import useful_conv_macs
-
     weight = np.asarray(node.param("weight"), np.float64)
     C, H, W = lw.graph.node(node.inputs[0]).shape
     O = weight.shape[0]
@@ -524,29 +521,28 @@ def _depthwise(
     )
 
 
+def _pool_window(
+    lw: _Lowerer, node: Node
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int, int, int]]:
+    """(kernel, stride, pads) of a pooling node; a global pool is a window over the whole map."""
+    if node.op in (Op.GLOBAL_MAXPOOL, Op.GLOBAL_AVGPOOL):
+        return tuple(lw.graph.node(node.inputs[0]).shape[1:]), (1, 1), (0, 0, 0, 0)
+    return node.attr("kernel"), node.attr("stride"), node.attr("pads")
+
+
 @_on(Op.MAXPOOL, Op.GLOBAL_MAXPOOL)
 def _maxpool(lw: _Lowerer, node: Node) -> None:
-    if node.op is Op.GLOBAL_MAXPOOL:
-        kernel, stride, pads = tuple(lw.graph.node(node.inputs[0]).shape[1:]), (1, 1), (0, 0, 0, 0)
-    else:
-        kernel, stride, pads = node.attr("kernel"), node.attr("stride"), node.attr("pads")
+    kernel, stride, pads = _pool_window(lw, node)
     _depthwise(lw, node, "maxpool", kernel, 0.0, 0.0, stride, pads, mode="max")
 
 
 @_on(Op.AVGPOOL, Op.GLOBAL_AVGPOOL)
 def _avgpool(lw: _Lowerer, node: Node) -> None:
-    if node.op is Op.GLOBAL_AVGPOOL:
-        kernel, stride, pads = tuple(lw.graph.node(node.inputs[0]).shape[1:]), (1, 1), (0, 0, 0, 0)
-    else:
-        kernel, stride, pads = node.attr("kernel"), node.attr("stride"), node.attr("pads")
-        if any(pads) and not node.attr("count_include_pad"):
-            lw.host(
-                node, "average pooling that excludes the padding divides by a count that varies per position"
-            )
-            return
+    kernel, stride, pads = _pool_window(lw, node)
+    if any(pads) and not node.attr("count_include_pad"):
+        lw.host(node, "average pooling that excludes the padding divides by a count that varies per position")
+        return
     n = kernel[0] * kernel[1]
-    from nfc.compiler.quantize import frac_for
-
     bits = lw.arch.numerics.word_bits
     wfmt = QFormat(bits, min(AVG_WEIGHT_FRAC, frac_for(1.0 / n, bits)))  # 1/1 needs an integer bit
     _depthwise(lw, node, "avgpool", kernel, 1.0 / n, 0.0, stride, pads, wfmt=wfmt)
@@ -555,8 +551,6 @@ def _avgpool(lw: _Lowerer, node: Node) -> None:
 @_on(Op.AFFINE)
 def _affine(lw: _Lowerer, node: Node) -> None:
     scale = np.asarray(node.param("scale"), np.float64)
-    from nfc.compiler.quantize import frac_for
-
     wfmt = QFormat(
         lw.arch.numerics.word_bits, frac_for(float(np.abs(scale).max()), lw.arch.numerics.word_bits)
     )
@@ -571,8 +565,6 @@ def _const_binary(lw: _Lowerer, node: Node) -> None:
     per = _per_channel(c, tuple(x.shape))
     per_channel = per is not None
     kind, reverse = node.attr("kind"), node.attr("reverse")
-    from nfc.compiler.quantize import frac_for
-
     bits = lw.arch.numerics.word_bits
     if per_channel and kind in ("add", "sub", "mul") or (per_channel and kind == "div" and not reverse):
         c = per

@@ -34,6 +34,7 @@ import networkx as nx
 import numpy as np
 
 from nfc.arch import ArchConfig
+from nfc.compiler.analysis import node_ops
 from nfc.compiler.encode import encode_pass
 from nfc.compiler.grid import ConvLayer, CopyLayer, EltwiseLayer, HostLayer, Lowered, MapLayer
 from nfc.compiler.program import (
@@ -50,6 +51,7 @@ from nfc.compiler.program import (
 )
 from nfc.compiler.timing import ALU_LATENCY, CONV_LATENCY, MAP_LATENCY, WRITE_LATENCY
 from nfc.errors import NfcError
+from nfc.numerics import PWL, alu_shifts
 
 __all__ = ["schedule", "SchedulingError", "POLICIES", "Geometry"]
 
@@ -322,7 +324,7 @@ def _maps_per_pass(arch: ArchConfig, layer: MapLayer | EltwiseLayer | CopyLayer)
     return min(io.max_read_ports, io.max_write_ports, io.ports // 2, arch.tiles)
 
 
-def _simple_groups(ctx: _Ctx, channels: int, per_pass: int) -> list[range]:
+def _simple_groups(channels: int, per_pass: int) -> list[range]:
     per_pass = max(1, per_pass)
     return [range(c, min(channels, c + per_pass)) for c in range(0, channels, per_pass)]
 
@@ -487,6 +489,10 @@ def _region_in(layer: ConvLayer, channel: int, offset: tuple[int, int], strip: t
     )
 
 
+def _map_unit(tile: int, layer: str, channel: int, pwl: PWL) -> MapUnit:
+    return MapUnit(tile, layer, channel, pwl.thresholds, pwl.slopes, pwl.offsets, pwl.shift)
+
+
 def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
     arch = ctx.arch
     first = segments[0].layer
@@ -571,17 +577,7 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
             reads.append(out_words)
         if seg.final and layer.act:
             pwl = layer.act[seg.o]
-            pb.maps.append(
-                MapUnit(
-                    tiles[-1],
-                    layer.name,
-                    seg.o,
-                    pwl.thresholds,
-                    pwl.slopes,
-                    pwl.offsets,
-                    pwl.in_fmt.frac + pwl.slope_frac - pwl.out_fmt.frac,
-                )
-            )
+            pb.maps.append(_map_unit(tiles[-1], layer.name, seg.o, pwl))
             depth += MAP_LATENCY
         if seg.pool is not None:
             pool = seg.pool
@@ -614,17 +610,7 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
             )
             if pool.act:
                 pwl = pool.act[seg.o]
-                pb.maps.append(
-                    MapUnit(
-                        pool_tile,
-                        pool.name,
-                        seg.o,
-                        pwl.thresholds,
-                        pwl.slopes,
-                        pwl.offsets,
-                        pwl.in_fmt.frac + pwl.slope_frac - pwl.out_fmt.frac,
-                    )
-                )
+                pb.maps.append(_map_unit(pool_tile, pool.name, seg.o, pwl))
                 depth += MAP_LATENCY
             out_region = Region(pool.dst, seg.o, 0, 0, POH, POW)
             pb.stream("write", "out", out_region, pool_tile, POH * POW)
@@ -647,28 +633,17 @@ def _limits(arch: ArchConfig) -> str:
     )
 
 
-def _conv_passes_split(ctx: _Ctx, index: int, segments: list[_Segment]) -> list[Pass]:
-    """Build a pass; if its streams cannot all be routed, halve the group until they can."""
+def _split_build(ctx: _Ctx, index: int, build, items, layer: str) -> list[Pass]:
+    """``build(ctx, index, items)`` one pass; while its streams cannot all be routed, halve ``items``
+    (segments or channels) and build the halves."""
     try:
-        return [_conv_pass(ctx, index, segments)]
+        return [build(ctx, index, items)]
     except SchedulingError as exc:
-        if len(segments) == 1:
-            raise SchedulingError(f"layer {segments[0].layer.name!r}: {exc} ({_limits(ctx.arch)})") from None
-    half = len(segments) // 2
-    first = _conv_passes_split(ctx, index, segments[:half])
-    return first + _conv_passes_split(ctx, index + len(first), segments[half:])
-
-
-def _simple_passes_split(ctx: _Ctx, index: int, build, layer, chans: range) -> list[Pass]:
-    """Build a map/ALU/copy pass over ``chans``; halve the channel group while its streams cannot be routed."""
-    try:
-        return [build(ctx, index, layer, chans)]
-    except SchedulingError as exc:
-        if len(chans) == 1:
-            raise SchedulingError(f"layer {layer.name!r}: {exc} ({_limits(ctx.arch)})") from None
-    half = len(chans) // 2
-    first = _simple_passes_split(ctx, index, build, layer, chans[:half])
-    return first + _simple_passes_split(ctx, index + len(first), build, layer, chans[half:])
+        if len(items) == 1:
+            raise SchedulingError(f"layer {layer!r}: {exc} ({_limits(ctx.arch)})") from None
+    half = len(items) // 2
+    first = _split_build(ctx, index, build, items[:half], layer)
+    return first + _split_build(ctx, index + len(first), build, items[half:], layer)
 
 
 def _map_pass(ctx: _Ctx, index: int, layer: MapLayer, chans: range) -> Pass:
@@ -679,17 +654,7 @@ def _map_pass(ctx: _Ctx, index: int, layer: MapLayer, chans: range) -> Pass:
         t = pb.tile()
         h = pb.stream("read", "data", Region(layer.src, c, 0, 0, H, W), t, H * W)
         pwl = layer.pwl[c]
-        pb.maps.append(
-            MapUnit(
-                t,
-                layer.name,
-                c,
-                pwl.thresholds,
-                pwl.slopes,
-                pwl.offsets,
-                pwl.in_fmt.frac + pwl.slope_frac - pwl.out_fmt.frac,
-            )
-        )
+        pb.maps.append(_map_unit(t, layer.name, c, pwl))
         h2 = pb.stream("write", "out", Region(layer.dst, c, 0, 0, H, W), t, H * W)
         pb.depth = max(pb.depth, (h + h2) * ctx.arch.tile.router_latency + MAP_LATENCY + WRITE_LATENCY)
     n = len(chans)
@@ -702,12 +667,12 @@ def _eltwise_pass(ctx: _Ctx, index: int, layer: EltwiseLayer, chans: range) -> P
     bufs = ctx.low.buffers
     C, H, W = bufs[layer.dst].shape
     fa, fb, fo = bufs[layer.a].fmt.frac, bufs[layer.b].fmt.frac, bufs[layer.dst].fmt.frac
-    top = fa + fb if layer.kind == "mul" else max(fa, fb)
+    shifts = alu_shifts(layer.kind, fa, fb, fo)
     for c in chans:
         t = pb.tile()
         h1 = pb.stream("read", "data", Region(layer.a, c, 0, 0, H, W), t, H * W)
         h2 = pb.stream("read", "data", Region(layer.b, c, 0, 0, H, W), t, H * W)
-        pb.alus.append(AluUnit(t, layer.name, c, layer.kind, fa - top, fb - top, top - fo))
+        pb.alus.append(AluUnit(t, layer.name, c, layer.kind, *shifts))
         h3 = pb.stream("write", "out", Region(layer.dst, c, 0, 0, H, W), t, H * W)
         pb.depth = max(
             pb.depth, (max(h1, h2) + h3) * ctx.arch.tile.router_latency + ALU_LATENCY + WRITE_LATENCY
@@ -864,12 +829,12 @@ def schedule(
         elif isinstance(layer, MapLayer | EltwiseLayer | CopyLayer):
             C = low.buffers[layer.dst if isinstance(layer, EltwiseLayer) else layer.src].shape[0]
             per_pass = 1 if policy == "luaflow" else _maps_per_pass(arch, layer)
-            plans.append((layer, _simple_groups(ctx, C, per_pass)))
+            plans.append((layer, _simple_groups(C, per_pass)))
         else:
             plans.append((layer, []))
     # memory: every root buffer except the un-pooled maps of fused layers
     order = [layer for layer, _ in plans]
-    not_stored = fused_dsts(fused)
+    not_stored = {pool.src for pool in fused.values()}  # the un-pooled maps of fused convolutions
     materialised = {b.name for b in low.buffers.values() if b.parent is None and b.name not in not_stored}
     addresses, memory_words, kinds = _allocate(ctx, order, materialised)
     all_buffers = dict(low.buffers)
@@ -915,11 +880,13 @@ def schedule(
         if isinstance(layer, ConvLayer):
             for group in plan:
                 group = [_viewed(ctx, s) for s in group]
-                steps += _conv_passes_split(ctx, len(steps), group)
+                steps += _split_build(ctx, len(steps), _conv_pass, group, layer.name)
         elif isinstance(layer, MapLayer | EltwiseLayer | CopyLayer):
             build = {MapLayer: _map_pass, EltwiseLayer: _eltwise_pass, CopyLayer: _copy_pass}[type(layer)]
             for chans in plan:
-                steps += _simple_passes_split(ctx, len(steps), build, layer, chans)
+                steps += _split_build(
+                    ctx, len(steps), lambda c, i, ch, b=build, la=layer: b(c, i, la, ch), chans, layer.name
+                )
         elif isinstance(layer, HostLayer):
             steps.append(
                 HostStep(
@@ -928,7 +895,7 @@ def schedule(
                     layer.node.op.value,
                     layer.srcs,
                     layer.dst,
-                    int(np.prod(layer.node.shape)) * 4,
+                    node_ops(layer.node, layer.in_shapes),
                 )
             )
     return Program(
@@ -942,11 +909,6 @@ def schedule(
         tuple(steps),
         memory_words,
     )
-
-
-def fused_dsts(fused: dict[str, ConvLayer]) -> set[str]:
-    """Buffers that fused passes never write: the un-pooled outputs of fused convolutions."""
-    return {pool.src for pool in fused.values()}
 
 
 def _viewed(ctx: _Ctx, seg: _Segment) -> _Segment:

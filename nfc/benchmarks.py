@@ -43,6 +43,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from nfc.files import atomic_write_with
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -704,16 +706,6 @@ def export_onnx(
             raise ValueError(f"unknown exporter {exporter!r}")
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary name in the same folder, then rename it onto ``path``."""
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """``numpy.savez`` to exactly ``path`` (no ``.npz`` suffix appended)."""
     import numpy as np
@@ -764,13 +756,13 @@ def build_models(
         t0 = time.perf_counter()
         model = build_model(spec.name)
         path = out / spec.filename
-        _write_atomically(
+        atomic_write_with(
             path, partial(export_onnx, model, spec.input_shape, opset=spec.opset, exporter=spec.exporter)
         )
         written.append(path)
         side_files = globals()[spec.extras]() if spec.extras is not None else {}
         for filename, arrays in side_files.items():
-            _write_atomically(out / filename, partial(_save_npz, arrays=arrays))
+            atomic_write_with(out / filename, partial(_save_npz, arrays=arrays))
             written.append(out / filename)
         size_mb = path.stat().st_size / 1e6
         elapsed = time.perf_counter() - t0

@@ -187,14 +187,6 @@ def _calibration_samples(spec: str | None, graph) -> list | None:
     return [{name: a} for a in arr]
 
 
-def _write_text(path, text: str) -> None:
-    import os
-
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def cmd_compile(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -202,6 +194,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from nfc.compiler.binary import write_program
     from nfc.compiler.driver import compile_graph
     from nfc.compiler.report import build_report, format_report
+    from nfc.files import atomic_write
     from nfc.frontends.onnx import import_onnx
 
     out = Path(args.output)
@@ -244,8 +237,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     files = write_program(result.program, out, listings=listings)
     import json
 
-    _write_text(out / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
-    _write_text(out / "report.txt", format_report(report, max_passes=50))
+    atomic_write(out / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
+    atomic_write(out / "report.txt", format_report(report, max_passes=50))
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:

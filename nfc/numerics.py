@@ -40,6 +40,9 @@ __all__ = [
     "dequantize",
     "PWL",
     "apply_pwl",
+    "map_words",
+    "alu_shifts",
+    "alu_words",
 ]
 
 
@@ -137,12 +140,43 @@ class PWL:
     def segments(self) -> int:
         return len(self.slopes)
 
+    @property
+    def shift(self) -> int:
+        """Fraction bits dropped from ``slope * x``: input frac + slope frac - output frac."""
+        return self.in_fmt.frac + self.slope_frac - self.out_fmt.frac
+
+
+def map_words(x: np.ndarray, thresholds, slopes, offsets, shift: int, bits: int) -> tuple[np.ndarray, int]:
+    """The mapper on words ``x`` from its configuration words; return (words, saturations)."""
+    x = np.asarray(x, dtype=np.int64)
+    seg = np.searchsorted(np.asarray(thresholds, dtype=np.int64), x, side="right")
+    a = np.asarray(slopes, dtype=np.int64)[seg]
+    c = np.asarray(offsets, dtype=np.int64)[seg]
+    return saturate(round_shift(a * x, shift) + c, bits)
+
 
 def apply_pwl(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
     """Run the mapper on words ``x``; return (words, saturations)."""
-    x = np.asarray(x, dtype=np.int64)
-    seg = np.searchsorted(np.asarray(pwl.thresholds, dtype=np.int64), x, side="right")
-    a = np.asarray(pwl.slopes, dtype=np.int64)[seg]
-    c = np.asarray(pwl.offsets, dtype=np.int64)[seg]
-    shift = pwl.in_fmt.frac + pwl.slope_frac - pwl.out_fmt.frac
-    return saturate(round_shift(a * x, shift) + c, pwl.out_fmt.bits)
+    return map_words(x, pwl.thresholds, pwl.slopes, pwl.offsets, pwl.shift, pwl.out_fmt.bits)
+
+
+def alu_shifts(op: str, fa: int, fb: int, fo: int) -> tuple[int, int, int]:
+    """ALU alignment: (shift_a, shift_b, shift_out) for operands of ``fa``/``fb`` fraction bits and a
+    result of ``fo``. Add/sub/max/min align both operands to the larger fraction (exact left
+    shifts); mul keeps the exact product (``fa + fb``)."""
+    if op == "mul":
+        return 0, 0, fa + fb - fo
+    top = max(fa, fb)
+    return fa - top, fb - top, top - fo
+
+
+_ALU_OPS = {"add": np.add, "sub": np.subtract, "max": np.maximum, "min": np.minimum}
+
+
+def alu_words(
+    op: str, a: np.ndarray, b: np.ndarray, shift_a: int, shift_b: int, shift_out: int, bits: int
+) -> tuple[np.ndarray, int]:
+    """The streaming ALU on words ``a`` and ``b``; return (words, saturations)."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    r = a * b if op == "mul" else _ALU_OPS[op](round_shift(a, shift_a), round_shift(b, shift_b))
+    return saturate(round_shift(r, shift_out), bits)

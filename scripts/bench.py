@@ -20,6 +20,7 @@ from nfc.arch import load_target
 from nfc.benchmarks import build_models
 from nfc.compiler.driver import compile_graph
 from nfc.compiler.report import build_report
+from nfc.files import atomic_write
 from nfc.frontends.onnx import import_onnx
 
 #: Networks measured, in table order.
@@ -105,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write(out, json.dumps(doc, indent=2) + "\n")
     print(table(rows))
     for name, why in DEFERRED.items():
         print(f"not compiled by the bench: {name}: {why}")

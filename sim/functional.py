@@ -23,7 +23,7 @@ from nfc.compiler.executor import eval_node
 from nfc.compiler.grid import HostLayer, Lowered
 from nfc.compiler.program import HostStep, Program
 from nfc.errors import NfcError
-from nfc.numerics import QFormat, dequantize, quantize, round_shift, saturate
+from nfc.numerics import QFormat, alu_words, dequantize, map_words, quantize, round_shift, saturate
 
 __all__ = ["run_program", "ProgramRun"]
 
@@ -72,10 +72,7 @@ def _window(u: DecodedConv, x: np.ndarray) -> np.ndarray:
 
 
 def _mapper(m: DecodedMap, x: np.ndarray) -> np.ndarray:
-    seg = np.searchsorted(np.asarray(m.thresholds, dtype=np.int64), x, side="right")
-    a = np.asarray(m.slopes, dtype=np.int64)[seg]
-    c = np.asarray(m.offsets, dtype=np.int64)[seg]
-    return saturate(round_shift(a * x, m.shift) + c, WORD_BITS)[0]
+    return map_words(x, m.thresholds, m.slopes, m.offsets, m.shift, WORD_BITS)[0]
 
 
 def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
@@ -151,12 +148,7 @@ def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
         results[m.tile] = _mapper(m, data[m.tile].pop(0))
     for a in p.alus:
         x, y = data[a.tile].pop(0), data[a.tile].pop(0)
-        if a.op == "mul":
-            r = x * y
-        else:
-            x2, y2 = round_shift(x, a.shift_a), round_shift(y, a.shift_b)
-            r = {"add": np.add, "sub": np.subtract, "max": np.maximum, "min": np.minimum}[a.op](x2, y2)
-        results[a.tile] = saturate(round_shift(r, a.shift_out), WORD_BITS)[0]
+        results[a.tile] = alu_words(a.op, x, y, a.shift_a, a.shift_b, a.shift_out, WORD_BITS)[0]
     for s in p.streams:
         if s.direction != "write":
             continue

@@ -82,9 +82,6 @@ def check_program(arch, result) -> None:
         elif isinstance(layer, CopyLayer):
             for c in range(low.buffers[layer.src].shape[0]):
                 want[("copy", layer.name, c)] += 1
-    strips = Counter()
-    for key, n in done.items():
-        strips[key] = n
     # column strips repeat a term once per strip: every term is done the same number of times
     per_layer = {}
     for key, n in done.items():

@@ -30,6 +30,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from nfc.compiler.executor import BINARY_NUMPY
 from nfc.compiler.ir import FLOAT32, Graph, GraphOutput, IRError, Node, Op, TensorType, make_node
 from nfc.compiler.shapes import infer_shape, window_out
 from nfc.compiler.verify import verify
@@ -841,7 +842,7 @@ def _binary(imp, node, attrs, label):
 def _binary2(imp: _Importer, kind: str, a_name: str, b_name: str, out: str, label: str) -> None:
     a_const, b_const = a_name in imp.consts, b_name in imp.consts
     if a_const and b_const:  # two constants of a variadic Max/Min: fold them
-        imp.consts[out] = _BINARY_NUMPY[kind](imp.consts[a_name], imp.consts[b_name])
+        imp.consts[out] = BINARY_NUMPY[kind](imp.consts[a_name], imp.consts[b_name])
         return
     if not a_const and not b_const:
         a, b = imp.val(a_name), imp.val(b_name)
@@ -857,16 +858,6 @@ def _binary2(imp: _Importer, kind: str, a_name: str, b_name: str, out: str, labe
     imp.vals[out] = imp.emit(
         out, Op.CONST_BINARY, [x], {"kind": kind, "reverse": bool(a_const)}, {"const": c}, label
     )
-
-
-_BINARY_NUMPY = {
-    "add": np.add,
-    "sub": np.subtract,
-    "mul": np.multiply,
-    "div": np.divide,
-    "max": np.maximum,
-    "min": np.minimum,
-}
 
 
 @_handles("Concat")
