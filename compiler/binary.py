@@ -55,7 +55,9 @@ import json
 import operator
 import os
 import struct
+import sys
 import zlib
+from array import array
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -171,10 +173,16 @@ class _Writer:
 
     def words(self, words: tuple[int, ...], what: str) -> None:
         self.u32(len(words), what)
-        bad = [w for w in words if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w < 1 << 64]
-        if bad:
-            raise ValueError(f"{what}: {bad[0]!r} is not a 64-bit word")
-        self.parts.append(struct.pack(f"<{len(words)}Q", *words))
+        try:  # array('Q') refuses negative, too large and non-integer values
+            if any(type(w) is bool for w in words):
+                raise TypeError
+            packed = array("Q", words)
+        except (OverflowError, TypeError):
+            bad = [w for w in words if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w < 1 << 64]
+            raise ValueError(f"{what}: {bad[0]!r} is not a 64-bit word") from None
+        if sys.byteorder != "little":
+            packed.byteswap()
+        self.parts.append(packed.tobytes())
 
 
 def _io(w: _Writer, items, what: str) -> None:
@@ -255,15 +263,17 @@ def write_program(program: Program, directory: str | os.PathLike, listings: bool
     With ``listings=False`` only ``program.nfcp`` is written and stale listings from an earlier
     program in the same directory are removed (``nfc disasm`` makes a listing from the file)."""
     directory = Path(directory)
-    data = program_bytes(program)
-    try:  # the listings come from the file as read back: a program that does not read back is refused
-        loaded = parse_program(data, FILES["nfcp"])
-    except NfcError as exc:
-        raise NfcError(
-            f"internal error: the compiled program does not decode from its own configuration words, so "
-            f"it was not written (a value outgrew its configuration field?): {exc}; please report this"
-        ) from None
-    texts = {"json": json_text(program_json(loaded)), "lst": disasm_text(loaded)} if listings else {}
+    data = program_bytes(program)  # the encoder refuses any value that outgrows its field
+    texts = {}
+    if listings:
+        try:  # the listings come from the file as read back: a program that does not read back is refused
+            loaded = parse_program(data, FILES["nfcp"])
+        except NfcError as exc:
+            raise NfcError(
+                f"internal error: the compiled program does not decode from its own configuration words, "
+                f"so it was not written: {exc}; please report this"
+            ) from None
+        texts = {"json": json_text(program_json(loaded)), "lst": disasm_text(loaded)}
     try:
         directory.mkdir(parents=True, exist_ok=True)
         paths = {key: directory / name for key, name in FILES.items()}

@@ -38,8 +38,6 @@ opcode  name         fields
 
 from __future__ import annotations
 
-import numpy as np
-
 from nfc.compiler.program import Pass, Stream
 
 __all__ = ["OPCODES", "word", "encode_pass", "KIND_CODES", "ALU_OPS", "ROLE_CODES"]
@@ -137,18 +135,17 @@ def _stream_words(i: int, s: Stream, address: int, map_shape: tuple[int, int]) -
 
 
 def _weight_words(tile: int, kernel: tuple[int, ...]) -> list[int]:
-    """CONV_W words for a kernel (vectorised: kernels are the bulk of all configuration words)."""
+    """CONV_W words for a kernel: two signed 16-bit weights per word (kernels are the bulk of all
+    configuration words; plain integer arithmetic beats numpy on kernels of at most 15x15)."""
     if not kernel:
         return []
-    k = np.asarray(kernel, dtype=np.int64)
-    if k.min() < -(1 << 15) or k.max() >= 1 << 15:
+    if min(kernel) < -(1 << 15) or max(kernel) >= 1 << 15:
         raise ValueError("a weight does not fit a 16-bit configuration field")
-    if k.size % 2:
-        k = np.append(k, 0)
-    k = k & 0xFFFF
-    index = np.arange(0, k.size, 2, dtype=np.int64)
+    k = [int(w) & 0xFFFF for w in kernel]
+    if len(k) % 2:
+        k.append(0)
     head = (OPCODES["CONV_W"] << 56) | (_u(tile, 8) << 48)
-    return (head | (index << 40) | (k[0::2] << 16) | k[1::2]).tolist()
+    return [head | (i << 40) | (k[i] << 16) | k[i + 1] for i in range(0, len(k), 2)]
 
 
 def encode_pass(
