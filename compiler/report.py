@@ -44,11 +44,17 @@ def _pass_row(p: Pass, arch: ArchConfig) -> dict:
     }
 
 
-def build_report(result: CompileResult, arch: ArchConfig, saturations: dict[str, int] | None = None) -> dict:
+def build_report(
+    result: CompileResult,
+    arch: ArchConfig,
+    saturations: dict[str, int] | None = None,
+    pass_rows: bool = True,
+) -> dict:
     """Everything the report shows, as plain data (``--json`` prints it).
 
     ``saturations``: per layer, the saturation events of the fixed-point executor on the
-    calibration samples (when compiled with them)."""
+    calibration samples (when compiled with them). ``pass_rows=False`` leaves out the per-pass
+    rows (``passes`` is then empty and ``passes_listed`` false), for programs of very many passes."""
     prog = result.program
     stats = {s.name: s for s in layer_stats(result.graph)}
     net = totals(list(stats.values()))
@@ -102,7 +108,8 @@ def build_report(result: CompileResult, arch: ArchConfig, saturations: dict[str,
         "estimate": "analytical (compiler)",
         "calibrated": result.formats.calibrated,
         "layers": layers,
-        "passes": [_pass_row(p, arch) for p in passes],
+        "passes": [_pass_row(p, arch) for p in passes] if pass_rows else [],
+        "passes_listed": pass_rows,
         "host_steps": [{"index": h.index, "layer": h.layer, "op": h.op, "ops": h.ops} for h in hosts],
         "totals": {
             "passes": len(passes),
@@ -177,7 +184,9 @@ def format_report(rep: dict, max_passes: int = 0) -> str:
                 f"{p['alus']:3d}  {p['read_streams']}/{p['write_streams']}  {p['rate']:5s} {p['cycles']['total']:8d}  "
                 f"{100 * p['utilisation']:.1f}%"
             )
-        if len(rep["passes"]) > max_passes:
+        if not rep.get("passes_listed", True):
+            out.append("(per-pass rows left out of this report: too many passes; --listings full keeps them)")
+        elif len(rep["passes"]) > max_passes:
             out.append(f"... {len(rep['passes']) - max_passes} more passes (--json has them all)")
     t = rep["totals"]
     out.append("")

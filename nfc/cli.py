@@ -225,10 +225,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         for feeds in samples:
             for layer, n in run_fixed(result.lowered, feeds).saturations.items():
                 saturations[layer] = saturations.get(layer, 0) + n
-    report = build_report(result, arch, saturations)
-    out.mkdir(parents=True, exist_ok=True)
     n_passes = len(result.program.passes)
     listings = args.listings == "full" or (args.listings == "auto" and n_passes <= LISTING_LIMIT)
+    report = build_report(
+        result, arch, saturations, pass_rows=args.listings == "full" or n_passes <= LISTING_LIMIT
+    )
+    out.mkdir(parents=True, exist_ok=True)
     if not listings and args.listings == "auto":
         progress(
             f"{n_passes} passes: program.json/program.lst not written (--listings full forces them; "
@@ -318,8 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--listings",
         choices=("auto", "full", "none"),
         default="auto",
-        help=f"write program.json and program.lst: auto (default) = when at most {LISTING_LIMIT} "
-        "passes, full = always, none = never",
+        help=f"write program.json and program.lst (and per-pass rows in the report): auto (default) = "
+        f"when at most {LISTING_LIMIT} passes, full = always, none = never (the report keeps its "
+        "per-pass rows up to that limit)",
     )
     c.add_argument("--passes", type=int, default=0, metavar="N", help="also list the first N passes")
     c.add_argument(
