@@ -87,6 +87,28 @@ class ConfigBusConfig:
     cycles_per_word: int = _f(1, 1000, "grid cycles to deliver one configuration word")
 
 
+@dataclass(frozen=True, slots=True)
+class PowerConfig:
+    """Coefficients of the power model (``sim/power.py``, derivation in ``docs/power.md``).
+
+    Energy = ``static_w`` x run time + the sum over event kinds of count x energy per event.
+    The per-event energies are in picojoules; ``static_w`` is charged for every cycle, busy or not.
+    """
+
+    static_w: float = _f(
+        0, 1000, "W drawn whether busy or not: leakage, clock trees, memory interface and DRAM idle"
+    )
+    pj_per_mac: float = _f(0, 1_000_000, "pJ per convolver multiply-accumulate")
+    pj_per_mapper_op: float = _f(0, 1_000_000, "pJ per word through a piecewise-linear mapper")
+    pj_per_alu_op: float = _f(0, 1_000_000, "pJ per word out of a streaming ALU")
+    pj_per_fifo_word: float = _f(
+        0, 1_000_000, "pJ per word pushed into (and later popped from) an operator FIFO"
+    )
+    pj_per_router_hop: float = _f(0, 1_000_000, "pJ per word crossing one router link")
+    pj_per_dram_byte: float = _f(0, 1_000_000, "pJ per byte moved between external memory and the grid")
+    pj_per_config_word: float = _f(0, 1_000_000, "pJ per configuration word sent over the configuration bus")
+
+
 _SECTIONS = {
     "grid": GridConfig,
     "tile": TileConfig,
@@ -94,6 +116,7 @@ _SECTIONS = {
     "io": IOConfig,
     "memory": MemoryConfig,
     "config_bus": ConfigBusConfig,
+    "power": PowerConfig,
 }
 
 
@@ -105,8 +128,8 @@ class ArchConfig:
     ----------
     name, description : str
         Target name (as given to ``--target``) and a one-line description.
-    grid, tile, numerics, io, memory, config_bus
-        The sections of the target file, each a frozen dataclass.
+    grid, tile, numerics, io, memory, config_bus, power
+        The sections of the target file, each a frozen dataclass. Every section is required.
     """
 
     name: str
@@ -117,6 +140,7 @@ class ArchConfig:
     io: IOConfig
     memory: MemoryConfig
     config_bus: ConfigBusConfig
+    power: PowerConfig
     source: str = ""
 
     # -- derived figures --------------------------------------------------------------------------
