@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from nfc.compiler.binary import LoadedProgram, parse_program, program_bytes
+from nfc.compiler.binary import LoadedPass, LoadedProgram, parse_program, program_bytes
 from nfc.compiler.decode import DecodedConv, DecodedMap, DecodedPass, DecodedStream
 from nfc.compiler.executor import eval_node
 from nfc.compiler.grid import HostLayer, Lowered
@@ -25,7 +25,7 @@ from nfc.compiler.program import HostStep, Program
 from nfc.errors import NfcError
 from nfc.numerics import QFormat, alu_words, dequantize, map_words, quantize, round_shift, saturate
 
-__all__ = ["run_program", "ProgramRun"]
+__all__ = ["run_program", "ProgramRun", "RunState", "start_run", "run_pass"]
 
 WORD_BITS = 16
 
@@ -174,27 +174,57 @@ def _host(mem: np.ndarray, prog: LoadedProgram, step: HostStep, layer: HostLayer
     mem[d.address : d.address + words.size] = words.reshape(-1)
 
 
+class RunState:
+    """A program being run: its memory image, step by step (see :func:`start_run`)."""
+
+    def __init__(self, prog: LoadedProgram, lowered: Lowered, mem: np.ndarray):
+        self.prog = prog
+        self.mem = mem
+        self.hosts = {layer.name: layer for layer in lowered.layers if isinstance(layer, HostLayer)}
+
+    def finish(self) -> ProgramRun:
+        """The outputs as the memory image holds them now."""
+        outputs, words = {}, {}
+        for name, buf, shape in self.prog.outputs:
+            b = self.prog.buffer(buf)
+            n = int(np.prod(b.shape))
+            w = self.mem[b.address : b.address + n].copy()
+            words[name] = w.reshape(b.shape)
+            outputs[name] = dequantize(w, QFormat(b.bits, b.frac)).reshape(shape).astype(np.float32)
+        return ProgramRun(self.mem, outputs, words)
+
+
+def start_run(prog: LoadedProgram, lowered: Lowered, inputs: Mapping[str, np.ndarray]) -> RunState:
+    """A fresh memory image holding ``inputs`` (ONNX-shaped floats) quantised into the input buffers."""
+    mem = np.zeros(prog.memory_words + 1, dtype=np.int64)
+    for name, buf, _shape in prog.inputs:
+        if name not in inputs:
+            raise NfcError(f"no value given for the network input {name!r}")
+        b = prog.buffer(buf)
+        words, _ = quantize(np.asarray(inputs[name], np.float64), QFormat(b.bits, b.frac))
+        if words.size != int(np.prod(b.shape)):
+            raise NfcError(
+                f"input {name!r} has {words.size} values; the network takes {int(np.prod(b.shape))} "
+                f"(shape {tuple(b.shape)})"
+            )
+        mem[b.address : b.address + words.size] = words.reshape(-1)
+    return RunState(prog, lowered, mem)
+
+
+def run_pass(state: RunState, step: LoadedPass | HostStep) -> None:
+    """Execute one step (a grid pass or a host step) on the state's memory image."""
+    if isinstance(step, HostStep):
+        _host(state.mem, state.prog, step, state.hosts[step.layer])
+    else:
+        _run_pass(state.mem, step.decoded)
+
+
 def run_program(
     program: Program | LoadedProgram, lowered: Lowered, inputs: Mapping[str, np.ndarray]
 ) -> ProgramRun:
     """Run ``program`` on ONNX-shaped float ``inputs``; host steps use ``lowered``'s host layers."""
     prog = parse_program(program_bytes(program)) if isinstance(program, Program) else program
-    mem = np.zeros(prog.memory_words + 1, dtype=np.int64)
-    for name, buf, _shape in prog.inputs:
-        b = prog.buffer(buf)
-        words, _ = quantize(np.asarray(inputs[name], np.float64), QFormat(b.bits, b.frac))
-        mem[b.address : b.address + words.size] = words.reshape(-1)
-    hosts = {layer.name: layer for layer in lowered.layers if isinstance(layer, HostLayer)}
+    state = start_run(prog, lowered, inputs)
     for step in prog.steps:
-        if isinstance(step, HostStep):
-            _host(mem, prog, step, hosts[step.layer])
-        else:
-            _run_pass(mem, step.decoded)
-    outputs, words = {}, {}
-    for name, buf, shape in prog.outputs:
-        b = prog.buffer(buf)
-        n = int(np.prod(b.shape))
-        w = mem[b.address : b.address + n].copy()
-        words[name] = w.reshape(b.shape)
-        outputs[name] = dequantize(w, QFormat(b.bits, b.frac)).reshape(shape).astype(np.float32)
-    return ProgramRun(mem, outputs, words)
+        run_pass(state, step)
+    return state.finish()
