@@ -1,0 +1,299 @@
+"""The cycle model: a program's timing, pass by pass, exactly as ``docs/architecture.md`` §13 defines it.
+
+Timing is computed *per word* (an event time for every word of every stream, as numpy vectors)
+from the decoded configuration words of the pass and the target's latencies, never from the
+compiler's estimate. The grid is statically scheduled, so each word's time is a max-plus
+function of the times of the words it depends on: a beat generator issues the DMA's words at the
+pass's planned rate, words cross routers at a fixed latency, a convolver's output for a window
+leaves ``CONV_LATENCY`` cycles after both the word completing the window (after the alignment
+FIFO's delay) and its partial sum have arrived, and so on. That is the same number the per-cycle
+reference model (``sim/naive.py``) reaches by stepping every register once per cycle; the tests
+hold the two equal on every pass of many programs.
+
+Numbers come from ``sim/functional.py`` (bit-exact to the golden executor); this module adds
+cycles, stall causes, busy cycles and the event counts of the power model (``sim/events.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nfc.arch import ArchConfig
+from nfc.compiler.binary import LoadedPass, LoadedProgram, parse_program, program_bytes
+from nfc.compiler.decode import DecodedConv, DecodedPass, DecodedStream
+from nfc.compiler.grid import Lowered
+from nfc.compiler.program import HostStep, Program
+from nfc.compiler.timing import ALU_LATENCY, CONV_LATENCY, MAP_LATENCY, WRITE_LATENCY
+from nfc.errors import NfcError
+from nfc.sim.events import Events
+from nfc.sim.functional import ProgramRun, run_pass, start_run
+
+__all__ = ["ContractError", "PassTiming", "SimResult", "beat_times", "time_pass", "simulate"]
+
+
+class ContractError(NfcError):
+    """A program that the hardware cannot run as the timing contract says (a compiler bug)."""
+
+
+def beat_times(start: int, beats: int, rate: tuple[int, int]) -> np.ndarray:
+    """Cycles of beats ``0 .. beats-1``: an accumulator gains ``P`` per cycle from ``start`` and a
+    beat fires when it reaches ``Q`` (then loses ``Q``), so beat ``i`` is at
+    ``start + ceil((i + 1) Q / P) - 1``."""
+    p, q = rate
+    i = np.arange(1, beats + 1, dtype=np.int64)
+    return start + (i * q + p - 1) // p - 1
+
+
+@dataclass(frozen=True, slots=True)
+class PassTiming:
+    """The cycle model's account of one pass.
+
+    ``cycles`` = ``config_cycles`` + ``stream_cycles`` (first to last beat) + ``drain_cycles``
+    (pipeline fill and drain after the last beat). ``memory_stall_cycles``: cycles between the
+    first and the last beat on which no beat fired because the pass's memory share (its beat
+    rate) was exhausted. ``busy``: per operator (``conv:<tile>``, ``map:<tile>``, ``alu:<tile>``),
+    cycles on which it accepted a word.
+    """
+
+    index: int
+    kind: str
+    layers: tuple[str, ...]
+    cycles: int
+    config_cycles: int
+    stream_cycles: int
+    drain_cycles: int
+    memory_stall_cycles: int
+    backpressure_stall_cycles: int
+    beats: int
+    useful_macs: int
+    events: Events
+    busy: dict[str, int]
+    estimate: int  # the compiler's analytical estimate, for comparison only
+
+
+@dataclass
+class SimResult:
+    """A simulated run: outputs, memory, per-pass timing and totals."""
+
+    run: ProgramRun
+    passes: list[PassTiming]
+    host_steps: list[HostStep]
+    arch: ArchConfig
+    totals: dict = field(default_factory=dict)
+
+    @property
+    def outputs(self) -> dict[str, np.ndarray]:
+        return self.run.outputs
+
+
+def _inside(s: DecodedStream) -> int:
+    """Words of a read stream that come from memory (not the DMA's virtual border)."""
+    H, W = s.map_shape
+    pt, pl, _, _ = s.pads
+    rows = s.r0 + np.arange(s.rows) * s.step[0] - pt
+    cols = s.c0 + np.arange(s.cols) * s.step[1] - pl
+    return int(np.count_nonzero((rows >= 0) & (rows < H))) * int(np.count_nonzero((cols >= 0) & (cols < W)))
+
+
+def _windows(u: DecodedConv, rows: int, cols: int) -> tuple[int, int, np.ndarray]:
+    """(OH, OW, index of the input word completing each window, row-major over the output)."""
+    (bh, bw), (sh, sw), (dh, dw) = u.block, u.stride, u.dilation
+    span_h, span_w = (bh - 1) * dh + 1, (bw - 1) * dw + 1
+    oh, ow = (rows - span_h) // sh + 1, (cols - span_w) // sw + 1
+    if oh < 1 or ow < 1:
+        raise ContractError(
+            f"convolver on tile {u.tile}: a {rows}x{cols} input has no {span_h}x{span_w} window"
+        )
+    y = np.arange(oh, dtype=np.int64) * sh + span_h - 1
+    x = np.arange(ow, dtype=np.int64) * sw + span_w - 1
+    return oh, ow, (y[:, None] * cols + x[None, :]).reshape(-1)
+
+
+def _tile_of(ref: str) -> int | None:
+    return int(ref.split(":")[1]) if ref.startswith("tile:") else None
+
+
+def time_pass(lp: LoadedPass, arch: ArchConfig) -> PassTiming:
+    """The timing of one pass (``docs/architecture.md`` §13)."""
+    p: DecodedPass = lp.decoded
+    h = arch.tile.router_latency
+    lat = arch.memory.latency_cycles
+    fifo = arch.tile.fifo_depth
+    config = len(lp.words) * arch.config_bus.cycles_per_word
+    beats = beat_times(config, p.beats, p.rate)
+    wb = arch.word_bytes
+    ev = dict(config_words=len(lp.words))
+    macs = mapper_ops = alu_ops = fifo_words = hops = read_bytes = write_bytes = 0
+    busy: dict[str, int] = {}
+    # -- read streams: arrival of every word at its tile ---------------------------------------------
+    data: dict[int, list[tuple[DecodedStream, np.ndarray]]] = {}
+    psum_streams: dict[int, DecodedStream] = {}
+    for s in p.streams:
+        if s.direction != "read":
+            continue
+        n_hops = len(s.route) - 1
+        read_bytes += _inside(s) * wb
+        hops += s.words * n_hops
+        if s.role == "psum":
+            psum_streams[s.tile] = s
+        else:
+            n = s.rows * s.cols
+            if n > p.beats:
+                raise ContractError(
+                    f"pass {p.index}: a read stream of {n} words in a pass of {p.beats} beats"
+                )
+            data.setdefault(s.tile, []).append((s, beats[:n] + lat + n_hops * h))
+    results: dict[int, np.ndarray] = {}  # tile -> time each word of its outgoing stream leaves it
+    shapes: dict[int, tuple[int, int]] = {}  # tile -> (rows, cols) of that outgoing stream
+    convs = {u.tile: u for u in p.convs}
+    pending = list(p.convs)
+    incoming: dict[int, int] = {}  # pooling tile -> the tile feeding it
+    for u in p.convs:
+        dst = _tile_of(u.to)
+        if dst is not None and convs.get(dst) is not None and convs[dst].psum_from != f"tile:{u.tile}":
+            incoming[dst] = u.tile
+    while pending:
+        progress = False
+        for u in list(pending):
+            src = _tile_of(u.psum_from)
+            feeder = incoming.get(u.tile)
+            if (src is not None and src not in results) or (feeder is not None and feeder not in results):
+                continue
+            if feeder is not None:  # a pooling convolver reading the previous unit's output
+                rows, cols = shapes[feeder]
+                t_in = results[feeder] + h + u.delay
+                hops += t_in.size
+            else:
+                s, t_in = data[u.tile].pop(0)
+                rows, cols = s.rows, s.cols
+                t_in = t_in + u.delay
+                if u.delay:
+                    fifo_words += t_in.size
+            busy[f"conv:{u.tile}"] = busy.get(f"conv:{u.tile}", 0) + t_in.size
+            oh, ow, last = _windows(u, rows, cols)
+            ready = t_in[last]
+            if src is not None:
+                psum = results[src] + h
+                hops += psum.size
+            elif u.psum_from == "port":
+                ps = psum_streams[u.tile]
+                if ps.rows * ps.cols != oh * ow:
+                    raise ContractError(
+                        f"pass {p.index}: tile {u.tile} partial sums do not match its windows"
+                    )
+                # output synchronous: partial sum k is requested on the beat of the word completing window k
+                psum = beats[last] + lat + (len(ps.route) - 1) * h
+            else:
+                psum = None
+            if psum is not None:
+                skew = np.abs(psum - ready)
+                if skew.size and int(skew.max()) > fifo:
+                    raise ContractError(
+                        f"pass {p.index}: tile {u.tile}: data and partial sum are {int(skew.max())} cycles apart, "
+                        f"more than the {fifo}-word FIFO holds (the program needs a different alignment delay)"
+                    )
+                ready = np.maximum(ready, psum)
+            out = ready + CONV_LATENCY
+            macs += u.block[0] * u.block[1] * oh * ow
+            if u.act_tile >= 0:
+                out = out + MAP_LATENCY
+                mapper_ops += out.size
+                busy[f"map:{u.act_tile}"] = busy.get(f"map:{u.act_tile}", 0) + out.size
+            results[u.tile] = out
+            shapes[u.tile] = (oh, ow)
+            pending.remove(u)
+            progress = True
+        if not progress:
+            raise ContractError(f"pass {p.index}: a convolver waits for data it never gets")
+    for m in p.maps:
+        if any(u.act_tile == m.tile for u in p.convs):
+            continue
+        s, t_in = data[m.tile].pop(0)
+        results[m.tile] = t_in + MAP_LATENCY
+        mapper_ops += t_in.size
+        busy[f"map:{m.tile}"] = busy.get(f"map:{m.tile}", 0) + t_in.size
+    for a in p.alus:
+        (_, ta), (_, tb) = data[a.tile].pop(0), data[a.tile].pop(0)
+        results[a.tile] = np.maximum(ta, tb) + ALU_LATENCY
+        alu_ops += ta.size
+        busy[f"alu:{a.tile}"] = busy.get(f"alu:{a.tile}", 0) + ta.size
+    # -- write streams ---------------------------------------------------------------------------------
+    end = config  # a pass with no write (none exist) ends after its configuration
+    for s in p.streams:
+        if s.direction != "write":
+            continue
+        if s.tile in results:
+            t_out = results[s.tile]
+        elif data.get(s.tile):
+            t_out = data[s.tile].pop(0)[1]  # a copy: the read stream goes straight out
+        else:
+            raise ContractError(f"pass {p.index}: write stream from tile {s.tile} has nothing to write")
+        if t_out.size != s.words:
+            raise ContractError(f"pass {p.index}: write stream of {s.words} words gets {t_out.size}")
+        n_hops = len(s.route) - 1
+        hops += s.words * n_hops
+        write_bytes += s.words * wb
+        if t_out.size:
+            end = max(end, int(t_out.max()) + n_hops * h + WRITE_LATENCY + 1)
+    last_beat = int(beats[-1]) if beats.size else config - 1
+    stream = last_beat + 1 - config
+    events = Events(
+        cycles=end,
+        macs=macs,
+        mapper_ops=mapper_ops,
+        alu_ops=alu_ops,
+        fifo_words=fifo_words,
+        router_hops=hops,
+        dram_bytes_read=read_bytes,
+        dram_bytes_written=write_bytes,
+        **ev,
+    )
+    return PassTiming(
+        index=p.index,
+        kind=p.kind,
+        layers=lp.layers,
+        cycles=end,
+        config_cycles=config,
+        stream_cycles=stream,
+        drain_cycles=end - config - stream,
+        memory_stall_cycles=stream - p.beats,
+        backpressure_stall_cycles=0,
+        beats=p.beats,
+        useful_macs=lp.macs,
+        events=events,
+        busy=busy,
+        estimate=int(lp.estimate.get("total", 0)),
+    )
+
+
+def simulate(
+    program: Program | LoadedProgram,
+    lowered: Lowered,
+    inputs: Mapping[str, np.ndarray],
+    arch: ArchConfig,
+    progress: Callable[[int, int], None] | None = None,
+) -> SimResult:
+    """Run ``program`` on ``inputs`` (ONNX-shaped floats): numbers from the functional executor,
+    cycles from :func:`time_pass`. ``progress(done, total)`` is called as steps complete."""
+    prog = parse_program(program_bytes(program)) if isinstance(program, Program) else program
+    if prog.target != arch.name:
+        raise NfcError(
+            f"the program was compiled for target {prog.target!r}, not {arch.name!r}; "
+            f"simulate it with --target {prog.target} or compile it again"
+        )
+    state = start_run(prog, lowered, inputs)
+    timings: list[PassTiming] = []
+    hosts: list[HostStep] = []
+    total = len(prog.steps)
+    for i, step in enumerate(prog.steps):
+        run_pass(state, step)
+        if isinstance(step, HostStep):
+            hosts.append(step)
+        else:
+            timings.append(time_pass(step, arch))
+        if progress is not None:
+            progress(i + 1, total)
+    return SimResult(state.finish(), timings, hosts, arch)
