@@ -30,6 +30,8 @@ import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
 from nfc.compiler.encode import ALU_OPS, KIND_CODES, OPCODES, ROLE_CODES
 
 __all__ = [
@@ -56,6 +58,7 @@ _MODES = ("mac", "max")
 _PSUM_SOURCES = ("bias", "port", "tile")
 _NAME_WIDTH = max(len(n) for n in OPCODES)
 _WORD_LIMIT = 1 << 64
+_NAME_TABLE = np.array([OPCODE_NAMES.get(code) for code in range(256)], dtype=object)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +275,23 @@ class _Words:
     """A cursor over the split words of one pass; errors name the word index."""
 
     def __init__(self, words: tuple[int, ...]):
+        if words and all(type(w) is int for w in words) and min(words) >= 0 and max(words) < _WORD_LIMIT:
+            arr = np.array(words, dtype=np.uint64)
+            ops = (arr >> np.uint64(56)).astype(np.int64)
+            names = _NAME_TABLE[ops]
+            if None in names:
+                i = int(np.flatnonzero(names == None)[0])  # noqa: E711 (object array)
+                raise ValueError(f"configuration word {i} (0x{words[i]:016x}): unknown opcode 0x{ops[i]:02x}")
+            a = ((arr >> np.uint64(48)) & np.uint64(0xFF)).astype(np.int64)
+            b = ((arr >> np.uint64(40)) & np.uint64(0xFF)).astype(np.int64)
+            c = ((arr >> np.uint64(32)) & np.uint64(0xFF)).astype(np.int64)
+            arg = (arr & np.uint64(0xFFFFFFFF)).astype(np.int64)
+            self.columns = (ops, a, b, c, arg)
+            self.fields = list(
+                zip(names.tolist(), a.tolist(), b.tolist(), c.tolist(), arg.tolist(), strict=True)
+            )
+            self.i = 0
+            return
         self.fields: list[tuple[str, int, int, int, int]] = []
         for i, w in enumerate(words):
             if type(w) is not int or not 0 <= w < _WORD_LIMIT:
@@ -283,7 +303,31 @@ class _Words:
             if fields[0] is None:
                 raise ValueError(f"configuration word {i} (0x{w:016x}): unknown opcode 0x{w >> 56:02x}")
             self.fields.append(fields)  # type: ignore[arg-type]
+        self.columns = None
         self.i = 0
+
+    def weights(self, tile: int) -> list[int] | None:
+        """The weights of the run of well-formed CONV_W words of ``tile`` at the cursor, taken at once
+        (None when the run has a malformed word: the caller then decodes word by word for the error)."""
+        if self.columns is None:
+            return None
+        j = self.i
+        fields = self.fields
+        while j < len(fields) and fields[j][0] == "CONV_W":
+            j += 1
+        _, a, b, c, arg = (col[self.i : j] for col in self.columns)
+        n = j - self.i
+        if n == 0:
+            return []
+        if (a != tile).any() or (c != 0).any() or (b != np.arange(0, 2 * n, 2)).any():
+            return None
+        hi = (arg >> 16) & 0xFFFF
+        lo = arg & 0xFFFF
+        out = np.empty(2 * n, dtype=np.int64)
+        out[0::2] = hi - ((hi >> 15) << 16)
+        out[1::2] = lo - ((lo >> 15) << 16)
+        self.i = j
+        return out.tolist()
 
     def error(self, message: str, i: int | None = None) -> ValueError:
         i = self.i if i is None else i
@@ -396,7 +440,7 @@ def _conv(ws: _Words) -> DecodedConv:
         raise ws.error(f"bias argument 0x{bias:08x}: reserved bits 24-31 not zero", ws.i - 1)
     out_shift = _s((bias >> 16) & 0xFF, 8)
     bias &= 0xFFFF
-    weights: list[int] = []
+    weights = ws.weights(tile) or []
     while ws.peek() == "CONV_W":
         t, index, c, arg = ws.take("CONV_W", "CONV_SHIFT")
         ws.reserved(c=c)

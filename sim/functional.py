@@ -43,8 +43,14 @@ def _read(mem: np.ndarray, s: DecodedStream) -> np.ndarray:
     """The ``rows x cols`` words a read stream delivers (virtual border outside the map)."""
     H, W = s.map_shape
     pt, pl, _, _ = s.pads
-    rows = s.r0 + np.arange(s.rows) * s.step[0] - pt
-    cols = s.c0 + np.arange(s.cols) * s.step[1] - pl
+    r0, c0 = s.r0 - pt, s.c0 - pl
+    (rs, cs), rows_n, cols_n = s.step, s.rows, s.cols
+    r1, c1 = r0 + (rows_n - 1) * rs, c0 + (cols_n - 1) * cs
+    if r0 >= 0 and c0 >= 0 and r1 < H and c1 < W and s.address + H * W <= mem.size:  # no border
+        plane = mem[s.address : s.address + H * W].reshape(H, W)
+        return plane[r0 : r1 + 1 : rs, c0 : c1 + 1 : cs]
+    rows = r0 + np.arange(rows_n) * rs
+    cols = c0 + np.arange(cols_n) * cs
     inside = (rows[:, None] >= 0) & (rows[:, None] < H) & (cols[None, :] >= 0) & (cols[None, :] < W)
     addr = s.address + np.clip(rows, 0, H - 1)[:, None] * W + np.clip(cols, 0, W - 1)[None, :]
     addr = np.minimum(addr, mem.size - 1)
@@ -61,14 +67,17 @@ def _write(mem: np.ndarray, s: DecodedStream, values: np.ndarray) -> None:
 
 
 def _window(u: DecodedConv, x: np.ndarray) -> np.ndarray:
-    """Window sums (mac) or maxima (max) of the data map ``x`` for convolver ``u``."""
+    """Window sums (mac) or maxima (max) of the data map ``x`` for convolver ``u``.
+
+    Sums are exact in float64: a window sum of 16-bit words and weights stays far below 2**53."""
     (bh, bw), (sh, sw), (dh, dw) = u.block, u.stride, u.dilation
     span = ((bh - 1) * dh + 1, (bw - 1) * dw + 1)
-    win = sliding_window_view(x, span)[::sh, ::sw, ::dh, ::dw]
     if u.mode == "max":
+        win = sliding_window_view(x, span)[::sh, ::sw, ::dh, ::dw]
         return win.max(axis=(2, 3)).astype(np.int64)
+    win = sliding_window_view(x.astype(np.float64), span)[::sh, ::sw, ::dh, ::dw]
     k = np.asarray(u.kernel, dtype=np.float64).reshape(bh, bw)
-    return np.einsum("hwij,ij->hw", win.astype(np.float64), k).astype(np.int64)
+    return np.einsum("hwij,ij->hw", win, k).astype(np.int64)
 
 
 def _mapper(m: DecodedMap, x: np.ndarray) -> np.ndarray:
