@@ -123,6 +123,14 @@ def time_pass(lp: LoadedPass, arch: ArchConfig) -> PassTiming:
     lat = arch.memory.latency_cycles
     fifo = arch.tile.fifo_depth
     config = len(lp.words) * arch.config_bus.cycles_per_word
+    if not 0 < p.rate[0] <= p.rate[1]:
+        raise ContractError(f"pass {p.index}: beat rate {p.rate[0]}/{p.rate[1]} is not in (0, 1]")
+    for u in p.convs:
+        if u.delay > fifo:
+            raise ContractError(
+                f"pass {p.index}: tile {u.tile}: an alignment delay of {u.delay} cycles needs more than the "
+                f"{fifo}-word FIFO"
+            )
     beats = beat_times(config, p.beats, p.rate)
     wb = arch.word_bytes
     ev = dict(config_words=len(lp.words))

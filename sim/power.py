@@ -55,7 +55,7 @@ COMPONENTS: dict[str, tuple[str, str]] = {
 
 #: Published operating points the shipped targets are calibrated to: (sustained GOPS, watts).
 #: virtex6: Farabet et al., CVPR Workshops 2011 (NeuFlow on the ML605); asic45: Pham et al.,
-#: MWSCAS 2012 (NeuFlow SoC, IBM 45 nm). See ``/work/shared/ARCHITECTURE.md`` section 1.
+#: MWSCAS 2012 (NeuFlow SoC, IBM 45 nm).
 PUBLISHED: dict[str, tuple[float, float]] = {
     "virtex6": (147.0, 10.0),
     "asic45": (300.0, 0.6),
