@@ -1,7 +1,12 @@
-"""`make bench`: compiled quality of every benchmark network, both policies side by side.
+"""`make bench`: compiled quality of every benchmark network, both policies side by side, and the
+simulator's speed.
 
-Writes ``bench/results.json`` and prints a table. Figures come from the compiler's analytical
-estimate (the cycle model replaces it when it lands). Compile time is the median of several runs.
+Writes ``bench/results.json`` and prints two tables. Cycles come from the cycle model
+(``sim/cycle.py``, timing only: a statically scheduled grid takes the same cycles for any data),
+with the compiler's analytical estimate beside them; power from ``sim/power.py``. Compile time is
+the median of several runs. Simulator speed: the full simulation (numbers and timing) of the
+scene-parsing network on virtex6, median of several runs, and the cycle model against the
+per-cycle reference model (``sim/naive.py``) on the same passes.
 
 Usage: python scripts/bench.py [--models DIR] [--runs N] [--only name,name] [--out bench/results.json]
 """
@@ -18,10 +23,15 @@ from pathlib import Path
 
 from nfc.arch import load_target
 from nfc.benchmarks import build_models
+from nfc.compiler.analysis import layer_stats, totals
+from nfc.compiler.binary import parse_program, program_bytes
 from nfc.compiler.driver import compile_graph
-from nfc.compiler.report import build_report
 from nfc.files import atomic_write
 from nfc.frontends.onnx import import_onnx
+from nfc.sim.cycle import simulate, time_pass, time_program
+from nfc.sim.events import Events
+from nfc.sim.naive import naive_pass
+from nfc.sim.power import PowerModel
 
 #: Networks measured, in table order.
 NETWORKS = [
@@ -33,10 +43,11 @@ NETWORKS = [
     "alexnet_small",
     "vgg16_small",
 ]
-#: Not compiled by the bench yet: hundreds of thousands of passes with today's mapping (see BENCHMARKS.md).
+#: Not compiled by the bench: minutes per compile with today's mapping (``make test-long`` compiles
+#: them for every target and policy; see BENCHMARKS.md).
 DEFERRED = {
-    "resnet18": "~349k passes (1.4M terms of at most 4 per pass)",
-    "mobilenet_v2": "~522k passes (2.1M terms, mostly 1x1)",
+    "resnet18": "about 350k passes on virtex6 (1.4M chain terms, at most 4 per pass); minutes to compile",
+    "mobilenet_v2": "about 72k passes on virtex6; minutes to compile",
 }
 TARGETS = ["virtex6", "asic45"]
 POLICIES = ["luaflow", "nfc"]
@@ -66,19 +77,27 @@ def main(argv: list[str] | None = None) -> int:
                     t0 = time.perf_counter()
                     result = compile_graph(graph, arch, policy)
                     times.append(time.perf_counter() - t0)
-                tot = build_report(result, arch)["totals"]
+                timings = time_program(result.program, arch)
+                events = sum((t.events for t in timings), Events())
+                ops = totals(layer_stats(result.graph))["grid_ops"]
+                power = PowerModel(arch).summary(events, ops)
+                cycles = events.cycles
                 rows.append(
                     {
                         "network": name,
                         "target": target,
                         "policy": policy,
-                        "passes": tot["passes"],
-                        "cycles": tot["cycles"],
-                        "frames_per_s": tot["frames_per_s"],
-                        "useful_gops": tot["useful_gops"],
-                        "mac_utilisation": tot["mac_utilisation"],
-                        "dram_bytes": tot["dram_bytes"],
-                        "config_cycles": tot["config_cycles"],
+                        "passes": len(timings),
+                        "cycles": cycles,
+                        "estimate_cycles": sum(t.estimate for t in timings),
+                        "frames_per_s": arch.clock_hz / cycles,
+                        "useful_gops": power["gops"],
+                        "mac_utilisation": sum(t.useful_macs for t in timings) / (cycles * arch.macs),
+                        "dram_bytes": events.dram_bytes_read + events.dram_bytes_written,
+                        "config_cycles": sum(t.config_cycles for t in timings),
+                        "memory_stall_cycles": sum(t.memory_stall_cycles for t in timings),
+                        "watts": power["watts"],
+                        "gops_per_w": power["gops_per_w"],
                         "compile_s_median": statistics.median(times),
                         "compile_runs": len(times),
                     }
@@ -98,32 +117,117 @@ def main(argv: list[str] | None = None) -> int:
             )
             r["speedup_vs_luaflow"] = r["frames_per_s"] / base["frames_per_s"]
             r["utilisation_ratio_vs_luaflow"] = r["mac_utilisation"] / base["mac_utilisation"]
+    speed = sim_speed(models, args.runs) if not args.only or "scene_parsing" in args.only.split(",") else None
     doc = {
-        "source": "compiler analytical estimate",
+        "source": "cycle model (sim/cycle.py); estimate = compiler's analytical estimate",
         "cpus": os.cpu_count(),
         "rows": rows,
+        "simulator_speed": speed,
         "deferred": DEFERRED,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, json.dumps(doc, indent=2) + "\n")
     print(table(rows))
+    if speed is not None:
+        print()
+        print(speed_table(speed))
     for name, why in DEFERRED.items():
         print(f"not compiled by the bench: {name}: {why}")
     print(f"\nwrote {out}")
     return 0
 
 
+def sim_speed(models: Path, runs: int) -> dict:
+    """Wall time of simulating scene parsing on virtex6 (median of ``runs``), and the cycle model
+    against the per-cycle reference model on the passes of a small program."""
+    import numpy as np
+
+    arch = load_target("virtex6")
+    graph = import_onnx(models / "scene_parsing.onnx")
+    result = compile_graph(graph, arch, "nfc")
+    prog = parse_program(program_bytes(result.program))
+    rng = np.random.default_rng(0)
+    x = {n.name: rng.uniform(-1, 1, n.attr("onnx_shape")).astype(np.float32) for n in graph.inputs}
+    walls = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sim = simulate(prog, result.lowered, x, arch)
+        walls.append(time.perf_counter() - t0)
+    wall = statistics.median(walls)
+    cycles = sum(p.cycles for p in sim.passes)
+    macs = sum(p.useful_macs for p in sim.passes)
+    # the two timing models side by side on the same passes (lenet5 on tiny: small enough for the naive one)
+    tiny = load_target("tiny")
+    small = parse_program(
+        program_bytes(compile_graph(import_onnx(models / "lenet5.onnx"), tiny, "nfc").program)
+    )
+    passes = [s for s in small.steps if hasattr(s, "decoded")]
+    fast, slow = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        a = [time_pass(p, tiny).cycles for p in passes]
+        fast.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        b = [naive_pass(p, tiny).cycles for p in passes]
+        slow.append(time.perf_counter() - t0)
+    if a != b:
+        raise SystemExit("bench: the cycle model and the per-cycle reference model disagree")
+    small_cycles = sum(a)
+    return {
+        "network": "scene_parsing",
+        "target": "virtex6",
+        "passes": len(sim.passes),
+        "simulated_cycles": cycles,
+        "wall_s_median": wall,
+        "wall_s_runs": walls,
+        "cycles_per_s": cycles / wall,
+        "macs_per_s": macs / wall,
+        "goal_wall_s": 10.0,
+        "reference": {
+            "program": "lenet5 on tiny (nfc)",
+            "passes": len(passes),
+            "cycles": small_cycles,
+            "cycle_model_s_median": statistics.median(fast),
+            "naive_model_s_median": statistics.median(slow),
+            "speedup": statistics.median(slow) / statistics.median(fast),
+        },
+    }
+
+
+def speed_table(sp: dict) -> str:
+    ref = sp["reference"]
+    return "\n".join(
+        [
+            "| simulator run | passes | simulated cycles | wall s (median) | simulated cycles/s | simulated MAC/s |",
+            "|---|---|---|---|---|---|",
+            f"| scene_parsing on virtex6, numbers + timing (goal <= {sp['goal_wall_s']:g} s) | {sp['passes']} | "
+            f"{sp['simulated_cycles']:,} | {sp['wall_s_median']:.2f} | {sp['cycles_per_s'] / 1e6:.2f}M | "
+            f"{sp['macs_per_s'] / 1e9:.2f}G |",
+            f"| {ref['program']}, timing only: cycle model | {ref['passes']} | {ref['cycles']:,} | "
+            f"{ref['cycle_model_s_median']:.3f} | {ref['cycles'] / ref['cycle_model_s_median'] / 1e6:.2f}M | - |",
+            f"| {ref['program']}, timing only: per-cycle reference | {ref['passes']} | {ref['cycles']:,} | "
+            f"{ref['naive_model_s_median']:.3f} | {ref['cycles'] / ref['naive_model_s_median'] / 1e6:.2f}M | - |",
+            "",
+            f"cycle model / per-cycle reference speed: {ref['speedup']:.1f}x (same cycles on every pass)",
+        ]
+    )
+
+
 def table(rows: list[dict]) -> str:
-    head = "| network | target | policy | passes | cycles/frame | frames/s | useful GOPS | MAC util | DRAM MB/frame | config % | x luaflow | compile s |"
-    lines = [head, "|" + "---|" * 12]
+    head = (
+        "| network | target | policy | passes | cycles/frame | estimate | frames/s | useful GOPS | MAC util | "
+        "DRAM MB/frame | config % | mem stall % | W | GOPS/W | x luaflow | compile s |"
+    )
+    lines = [head, "|" + "---|" * 16]
     for r in rows:
         ratio = f"{r['speedup_vs_luaflow']:.2f}" if "speedup_vs_luaflow" in r else "1 (base)"
         lines.append(
             f"| {r['network']} | {r['target']} | {r['policy']} | {r['passes']} | {r['cycles']:,} | "
-            f"{r['frames_per_s']:.2f} | {r['useful_gops']:.2f} | {100 * r['mac_utilisation']:.1f}% | "
-            f"{r['dram_bytes'] / 1e6:.2f} | {100 * r['config_cycles'] / r['cycles']:.1f}% | {ratio} | "
-            f"{r['compile_s_median']:.2f} |"
+            f"{r['estimate_cycles'] / r['cycles']:.4f}x | {r['frames_per_s']:.2f} | {r['useful_gops']:.2f} | "
+            f"{100 * r['mac_utilisation']:.1f}% | {r['dram_bytes'] / 1e6:.2f} | "
+            f"{100 * r['config_cycles'] / r['cycles']:.1f}% | {100 * r['memory_stall_cycles'] / r['cycles']:.1f}% | "
+            f"{r['watts']:.2f} | {r['gops_per_w']:.2f} | {ratio} | {r['compile_s_median']:.2f} |"
         )
     return "\n".join(lines)
 

@@ -31,7 +31,7 @@ from nfc.errors import NfcError
 from nfc.sim.events import Events
 from nfc.sim.functional import ProgramRun, run_pass, start_run
 
-__all__ = ["ContractError", "PassTiming", "SimResult", "beat_times", "time_pass", "simulate"]
+__all__ = ["ContractError", "PassTiming", "SimResult", "beat_times", "time_pass", "time_program", "simulate"]
 
 
 class ContractError(NfcError):
@@ -277,6 +277,30 @@ def time_pass(lp: LoadedPass, arch: ArchConfig) -> PassTiming:
     )
 
 
+def time_program(
+    program: Program | LoadedProgram, arch: ArchConfig, progress: Callable[[int, int], None] | None = None
+) -> list[PassTiming]:
+    """The timing of every pass, without computing any number: the grid is statically scheduled, so
+    cycles do not depend on the data (``simulate`` gives the same timings with the outputs)."""
+    prog = parse_program(program_bytes(program)) if isinstance(program, Program) else program
+    _check_target(prog, arch)
+    out = []
+    passes = [s for s in prog.steps if not isinstance(s, HostStep)]
+    for i, step in enumerate(passes):
+        out.append(time_pass(step, arch))
+        if progress is not None:
+            progress(i + 1, len(passes))
+    return out
+
+
+def _check_target(prog: LoadedProgram, arch: ArchConfig) -> None:
+    if prog.target != arch.name:
+        raise NfcError(
+            f"the program was compiled for target {prog.target!r}, not {arch.name!r}; "
+            f"simulate it with --target {prog.target} or compile it again"
+        )
+
+
 def simulate(
     program: Program | LoadedProgram,
     lowered: Lowered,
@@ -287,11 +311,7 @@ def simulate(
     """Run ``program`` on ``inputs`` (ONNX-shaped floats): numbers from the functional executor,
     cycles from :func:`time_pass`. ``progress(done, total)`` is called as steps complete."""
     prog = parse_program(program_bytes(program)) if isinstance(program, Program) else program
-    if prog.target != arch.name:
-        raise NfcError(
-            f"the program was compiled for target {prog.target!r}, not {arch.name!r}; "
-            f"simulate it with --target {prog.target} or compile it again"
-        )
+    _check_target(prog, arch)
     state = start_run(prog, lowered, inputs)
     timings: list[PassTiming] = []
     hosts: list[HostStep] = []
