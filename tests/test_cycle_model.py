@@ -73,9 +73,16 @@ def test_benchmark_networks(benchmark_dir: Path, name: str, target: str, policy:
     check_run(arch, sim=sim, result=result)
 
 
+#: every other benchmark network; the ImageNet-sized ones (hundreds of thousands of passes) on virtex6 only
+_BIG = [
+    (name, target)
+    for name in ("lenet5_dynamo", "neuflow_test", "scene_parsing", "alexnet_small", "vgg16_small")
+    for target in ("virtex6", "asic45", "tiny")
+] + [(name, "virtex6") for name in ("resnet18", "mobilenet_v2", "mobilenet_v2_dynamo")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["virtex6", "asic45", "tiny"])
-@pytest.mark.parametrize("name", ["neuflow_test", "scene_parsing", "alexnet_small", "vgg16_small"])
+@pytest.mark.parametrize(("name", "target"), _BIG)
 def test_big_benchmark_networks(benchmark_dir: Path, name: str, target: str):
     arch = load_target(target)
     graph = import_onnx(benchmark_dir / f"{name}.onnx")
