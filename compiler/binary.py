@@ -88,7 +88,7 @@ _COMPILE_HINT = "compile one with `nfc compile MODEL -o DIR`"
 _RECOMPILE_HINT = "compile the model again with `nfc compile MODEL -o DIR`"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LoadedPass:
     """A pass as the program file holds it: its words, what they say, and the compiler's notes."""
 

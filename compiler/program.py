@@ -137,7 +137,7 @@ class AluUnit:
     shift_out: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pass:
     """One grid pass: configuration, then streaming.
 
@@ -161,7 +161,7 @@ class Pass:
     estimate: dict = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostStep:
     """An op run on the host between passes: reads ``srcs`` buffers, writes ``dst``."""
 
