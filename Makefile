@@ -47,8 +47,10 @@ bench: setup
 
 demo: setup
 	$(PY) scripts/make_models.py build/models --only scene_parsing
+	$(PY) scripts/demo_photos.py build/demo
 	$(VENV)/bin/nfc inspect build/models/scene_parsing.onnx
-	$(VENV)/bin/nfc compile build/models/scene_parsing.onnx --target virtex6 -o build/demo --calibrate random:2
+	$(VENV)/bin/nfc compile build/models/scene_parsing.onnx --target virtex6 -o build/demo --calibrate build/demo/calibrate.npy
+	$(VENV)/bin/nfc simulate build/demo --model build/models/scene_parsing.onnx --input build/demo/astronaut.png --color yuv
 
 clean:
 	rm -rf build .pytest_cache

@@ -251,6 +251,266 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- nfc simulate --------------------------------------------------------------------------------------
+def _is_program(path) -> bool:
+    """A compiled program: a directory, a ``.nfcp`` file, or a file starting with the NFCP magic."""
+    if path.is_dir() or path.suffix == ".nfcp":
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"NFCP"
+    except OSError:
+        return False
+
+
+def _safe_name(name: str) -> str:
+    """An output name as a file name: characters other than letters, digits, '.', '-' and '_' become
+    '_'; a leading '.' too (no hidden files, no '..')."""
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name) or "_"
+    return "_" + safe[1:] if safe.startswith(".") else safe
+
+
+def _output_files(names) -> dict[str, str]:
+    """``{output name: file name}``, sanitised (:func:`_safe_name`), made unique with ``_2``, ``_3`` ..."""
+    files: dict[str, str] = {}
+    used: set[str] = set()
+    for name in names:
+        base = _safe_name(name)
+        stem, k = base, 2
+        while stem.lower() in used:
+            stem, k = f"{base}_{k}", k + 1
+        used.add(stem.lower())
+        files[name] = stem + ".npy"
+    return files
+
+
+def _lower_only(graph, arch):
+    """The network lowered for ``arch`` without scheduling it (scheduling a big network takes minutes;
+    a program already holds its schedule): a CompileResult whose ``program`` is None, for the host
+    layers, the layer order and the network's operation counts."""
+    from nfc.compiler.driver import CompileResult
+    from nfc.compiler.lower import lower
+    from nfc.compiler.passes import FRONT_PASSES, run_pipeline
+    from nfc.compiler.quantize import default_formats
+
+    graph = run_pipeline(graph, arch, FRONT_PASSES)
+    formats = default_formats(arch)
+    return CompileResult(graph, formats, lower(graph, arch, formats), None)
+
+
+def _check_model_matches(prog, low, model) -> None:
+    """``--model`` must be the network the program was compiled from: same inputs, outputs, host layers."""
+    for what, ours, theirs in (("inputs", prog.inputs, low.inputs), ("outputs", prog.outputs, low.outputs)):
+        a = [(n, tuple(s)) for n, _, s in ours]
+        b = [(n, tuple(s)) for n, _, s in theirs]
+        if a != b:
+            show = lambda v: ", ".join(f"{n} {_shape(s)}" for n, s in v) or "none"  # noqa: E731
+            raise NfcError(
+                f"--model {model} does not match the program {prog.source}: the program's {what} are "
+                f"{show(a)}, the model's {show(b)}; give the model the program was compiled from"
+            )
+    from nfc.compiler.grid import HostLayer
+    from nfc.compiler.program import HostStep
+
+    hosts = {layer.name for layer in low.layers if isinstance(layer, HostLayer)}
+    missing = [s.layer for s in prog.steps if isinstance(s, HostStep) and s.layer not in hosts]
+    if missing:
+        raise NfcError(
+            f"--model {model} does not match the program {prog.source}: it has no host layer "
+            f"{', '.join(missing)}; give the model the program was compiled from"
+        )
+
+
+def _onnxruntime_outputs(model, feeds) -> dict:
+    import onnxruntime as ort
+
+    try:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        return dict(zip(names, sess.run(names, dict(feeds)), strict=True))
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise NfcError(
+            f"onnxruntime cannot run {model} for the comparison ({str(exc).strip().splitlines()[0]}); "
+            "use --no-compare to skip it"
+        ) from None
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from nfc.arch import load_target
+    from nfc.compiler.binary import read_program
+    from nfc.frontends.onnx import import_onnx
+    from nfc.inputs import IMAGE_SUFFIXES, load_inputs
+    from nfc.sim.cycle import simulate
+    from nfc.sim.report import build_sim_report, compare_outputs, format_sim_report
+
+    quiet = args.json or args.quiet
+
+    def say(msg: str) -> None:
+        if not quiet:
+            print(f"nfc: {msg}", file=sys.stderr)
+
+    path = Path(args.model)
+    if not path.exists():
+        raise NfcError(
+            f"{path}: no such file or directory; give an .onnx model or a compiled program "
+            "(a directory from `nfc compile MODEL -o DIR`, or its program.nfcp)"
+        )
+    save = Path(args.save_outputs) if args.save_outputs else None
+    if save is not None and save.exists() and not save.is_dir():
+        raise NfcError(f"--save-outputs {save}: exists and is not a directory")
+    if args.passes < 0:
+        raise NfcError(f"--passes N needs N >= 0, not {args.passes}")
+    compare = not args.no_compare
+    if _is_program(path):
+        from nfc.compiler.grid import Lowered
+        from nfc.compiler.program import HostStep
+
+        if args.calibrate is not None:
+            raise NfcError(
+                f"--calibrate: {path} is already compiled (its formats are fixed); --calibrate applies "
+                "when simulating an .onnx model"
+            )
+        prog = read_program(path)
+        if args.target is not None:
+            arch = load_target(args.target)
+            if arch.name != prog.target:
+                raise NfcError(
+                    f"{prog.source} was compiled for target {prog.target!r}, not {arch.name!r}; drop "
+                    f"--target (it defaults to the program's) or compile the model again with --target {args.target}"
+                )
+        else:
+            try:
+                arch = load_target(prog.target)
+            except NfcError:
+                raise NfcError(
+                    f"{prog.source} was compiled for target {prog.target!r}, which is not a shipped "
+                    "target; give its file with --target PATH.toml"
+                ) from None
+        if args.policy is not None and args.policy != prog.policy:
+            raise NfcError(
+                f"{prog.source} was scheduled with the {prog.policy} policy, not {args.policy}; drop "
+                "--policy or compile the model again"
+            )
+        hosts = [s.layer for s in prog.steps if isinstance(s, HostStep)]
+        input_shapes = [(n, tuple(s)) for n, _, s in prog.inputs]
+        inputs = load_inputs(args.input, input_shapes, args.color, not args.no_standardise)
+        if args.onnx_model is None:
+            if hosts:
+                raise NfcError(
+                    f"{prog.source} has host steps ({', '.join(hosts)}) that run the network's own "
+                    "layers: give the model it was compiled from with --model MODEL.onnx"
+                )
+            if compare:
+                raise NfcError(
+                    "comparing with onnxruntime needs the network: give --model MODEL.onnx, or "
+                    "--no-compare to simulate the program alone"
+                )
+            compiled = None
+            lowered = Lowered(prog.model, {}, (), prog.inputs, prog.outputs)
+        else:
+            say(f"lowering {args.onnx_model} for the program's host layers")
+            compiled = _lower_only(import_onnx(args.onnx_model), arch)
+            lowered = compiled.lowered
+            _check_model_matches(prog, lowered, args.onnx_model)
+        model_file = args.onnx_model
+        program = prog
+        model_name, policy = prog.model, prog.policy
+    else:
+        from nfc.compiler.driver import compile_graph
+
+        if args.onnx_model is not None:
+            raise NfcError(f"--model gives the network of a compiled program; {path} is a model already")
+        arch = load_target(args.target or "virtex6")
+        graph = import_onnx(path)
+        input_shapes = [(n.name, tuple(n.attr("onnx_shape"))) for n in graph.inputs]
+        inputs = load_inputs(args.input, input_shapes, args.color, not args.no_standardise)
+        samples = _calibration_samples(args.calibrate, graph)
+        policy = args.policy or "nfc"
+        compiled = compile_graph(graph, arch, policy, samples, progress=say)
+        program, lowered = compiled.program, compiled.lowered
+        model_file, model_name = path, compiled.program.model
+
+    n_steps = len(program.steps)
+    say(f"simulating {n_steps} steps on {arch.name}")
+    start = time.monotonic()
+    last = [start]
+    tty = sys.stderr.isatty()
+    shown = [False]
+
+    def progress(done: int, total: int) -> None:
+        # after the first second, at most every 0.5 s: one updating line on a terminal, else lines
+        now = time.monotonic()
+        if (
+            quiet
+            or now - start < 1.0
+            or (now - last[0] < 0.5 and done < total)
+            or (done == total and not shown[0])
+        ):
+            return
+        last[0] = now
+        line = f"nfc: simulating: {100 * done // total}% ({done}/{total} steps)"
+        if tty:
+            print("\r" + line, end="\n" if done == total else "", file=sys.stderr, flush=True)
+        elif done < total:
+            print(line, file=sys.stderr)
+        shown[0] = True
+
+    result = simulate(program, lowered, inputs, arch, progress)
+    wall = time.monotonic() - start
+    comparison = None
+    if compare:
+        say("running the model on onnxruntime (float) for the comparison")
+        ref = _onnxruntime_outputs(model_file, inputs)
+        comparison = compare_outputs(result.outputs, ref, "onnxruntime (float32, CPU)")
+    image = any(Path(s.partition("=")[2] or s).suffix.lower() in IMAGE_SUFFIXES for s in args.input)
+    desc = ", ".join(args.input)
+    if image:
+        desc += f" (--color {args.color}{', not standardised' if args.no_standardise else ''})"
+    n_passes = len(result.passes)
+    report = build_sim_report(
+        result,
+        compiled,
+        arch,
+        comparison,
+        model=model_name,
+        policy=policy,
+        input_desc=desc,
+        wall_seconds=wall,
+        pass_rows=None if n_passes <= LISTING_LIMIT else args.passes,
+    )
+    written = []
+    if save is not None:
+        import numpy as np
+
+        from nfc.files import atomic_write_with
+
+        save.mkdir(parents=True, exist_ok=True)
+        for name, fname in _output_files(result.outputs).items():
+            arr = result.outputs[name]
+
+            def write(tmp: Path, arr=arr) -> None:
+                with open(tmp, "xb") as f:
+                    np.save(f, arr)
+
+            atomic_write_with(save / fname, write)
+            written.append(save / fname)
+        report["saved_outputs"] = {name: str(save / f) for name, f in _output_files(result.outputs).items()}
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True, allow_nan=False))
+    else:
+        print(format_sim_report(report, max_passes=args.passes), end="")
+        if written:
+            print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
 def cmd_disasm(args: argparse.Namespace) -> int:
     from nfc.compiler.binary import disasm_text, read_program
 
@@ -334,6 +594,82 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--verify-each", action="store_true", help="verify the IR after every pass")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     c.set_defaults(func=cmd_compile)
+
+    from nfc.inputs import COLORS
+
+    s = sub.add_parser(
+        "simulate",
+        help="run a model (or a compiled program) on the cycle model: cycles, power, accuracy",
+        description="Compile an ONNX model in memory (writing nothing) or read a compiled program, run "
+        "it on the cycle model (sim/cycle.py) with one input, and print per layer and in total: "
+        "cycles, stalls, MAC utilisation, DRAM traffic, useful GOPS, power (sim/power.py) and, "
+        "unless --no-compare, the outputs' error against onnxruntime (float) on the same input.",
+        epilog="Image inputs: decoded with Pillow (EXIF orientation applied) as 8-bit RGB, resized "
+        "to the model's H x W (bilinear, no crop), scaled to [0, 1], converted by --color (auto = "
+        "rgb for 3-channel inputs, gray for 1-channel; gray = 0.299 R + 0.587 G + 0.114 B, repeated on "
+        "3-channel inputs; yuv = "
+        "BT.601 like skimage.color.rgb2yuv), then each channel standardised to zero mean and unit "
+        "std over the image (unless --no-standardise); NCHW float32, batch 1. A compiled program "
+        "needs --model when it has host steps or for the comparison (--no-compare simulates a "
+        "program without host steps alone).",
+    )
+    s.add_argument("model", help="an .onnx model, or a compiled program (directory or program.nfcp)")
+    s.add_argument(
+        "--model",
+        dest="onnx_model",
+        metavar="MODEL.onnx",
+        help="with a compiled program: the model it was compiled from (its host layers, the comparison)",
+    )
+    s.add_argument(
+        "--target",
+        "-t",
+        help="target name or .toml path (default: virtex6 for a model, the program's target for a program)",
+    )
+    s.add_argument(
+        "--policy",
+        choices=("nfc", "luaflow"),
+        help="scheduling policy when compiling a model: nfc (default) or luaflow",
+    )
+    s.add_argument(
+        "--calibrate",
+        metavar="SAMPLES",
+        help="as for nfc compile: choose fraction bits from sample inputs (.npy/.npz or random:N)",
+    )
+    s.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help="the network input: random or random:SEED (uniform in [-1, 1), seed 0 by default), a "
+        ".npy file (the input's shape, with or without the batch dimension of 1), a .npz file (the "
+        "array named like the input, else the first), or an image (.png, .jpg, .bmp, ...); several "
+        "inputs: NAME=SPEC once per input (one random[:SEED] serves all)",
+    )
+    s.add_argument(
+        "--color",
+        choices=COLORS,
+        default="auto",
+        help="colour conversion of image inputs: auto (default: rgb for 3 channels, gray for 1), rgb, gray "
+        "(repeated on 3-channel inputs), yuv (BT.601)",
+    )
+    s.add_argument(
+        "--no-standardise",
+        action="store_true",
+        help="keep image inputs in [0, 1] instead of standardising each channel",
+    )
+    s.add_argument("--no-compare", action="store_true", help="skip the comparison with onnxruntime")
+    s.add_argument("--json", action="store_true", help="print the report as JSON (nothing else on stdout)")
+    s.add_argument(
+        "--save-outputs",
+        metavar="DIR",
+        help="write every network output as DIR/<output name>.npy (characters of the name other than "
+        "letters, digits, '.', '-' and '_' become '_', as does a leading '.'; names that then collide get "
+        "_2, _3, ...), each written atomically",
+    )
+    s.add_argument("--passes", type=int, default=0, metavar="N", help="also list the first N passes")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    s.set_defaults(func=cmd_simulate)
 
     d = sub.add_parser(
         "disasm",
