@@ -174,8 +174,6 @@ class _Writer:
     def words(self, words: tuple[int, ...], what: str) -> None:
         self.u32(len(words), what)
         try:  # array('Q') refuses negative, too large and non-integer values
-            if any(type(w) is bool for w in words):
-                raise TypeError
             packed = array("Q", words)
         except (OverflowError, TypeError):
             bad = [w for w in words if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w < 1 << 64]

@@ -38,6 +38,8 @@ opcode  name         fields
 
 from __future__ import annotations
 
+import functools
+
 from nfc.compiler.program import Pass, Stream
 
 __all__ = ["OPCODES", "word", "encode_pass", "KIND_CODES", "ALU_OPS", "ROLE_CODES"]
@@ -117,21 +119,52 @@ def _nibbles(what: str, *values: int) -> int:
 
 def _stream_words(i: int, s: Stream, address: int, map_shape: tuple[int, int]) -> list[int]:
     r = s.region
-    role = ROLE_CODES[s.role] | (0x80 if s.sync else 0)
+    words = list(
+        _stream_words_but_address(
+            i, s.port, s.direction, s.role, s.sync, s.tile, s.words, s.route, map_shape,
+            r.rows, r.cols, r.r0, r.c0, r.pads, r.pad_value, r.step,
+        )
+    )  # fmt: skip
+    words[1] = word("PORT_ADDR", arg=address)
+    return words
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _stream_words_but_address(
+    i: int,
+    port: int,
+    direction: str,
+    role: str,
+    sync: bool,
+    tile: int,
+    n_words: int,
+    route: tuple[int, ...],
+    map_shape: tuple[int, int],
+    rows: int,
+    cols: int,
+    r0: int,
+    c0: int,
+    pads: tuple[int, int, int, int],
+    pad_value: int,
+    step: tuple[int, int],
+) -> tuple[int, ...]:
+    """The words of stream ``i`` with 0 in place of the PORT_ADDR word. The streams of a layer's
+    passes differ mostly by address and channel, so most calls hit the cache."""
+    code = ROLE_CODES[role] | (0x80 if sync else 0)
     out = [
-        word("PORT", s.port, 0 if s.direction == "read" else 1, role, s.tile),
-        word("PORT_ADDR", arg=address),
+        word("PORT", port, 0 if direction == "read" else 1, code, tile),
+        0,
         word("PORT_MAP", arg=_pair(map_shape[0], map_shape[1])),
-        word("PORT_WIN", arg=_pair(r.rows, r.cols)),
-        word("PORT_ORG", arg=_spair(r.r0, r.c0)),
+        word("PORT_WIN", arg=_pair(rows, cols)),
+        word("PORT_ORG", arg=_spair(r0, c0)),
     ]
-    if any(r.pads) or r.pad_value:
-        pad = (_u(r.pads[3], 16) << 16) | _i(r.pad_value, 16)
-        out.append(word("PORT_PAD", r.pads[0], r.pads[1], r.pads[2], pad))
-    out.append(word("PORT_STEP", r.step[0], r.step[1], 0, s.words))
-    for a, b in zip(s.route, s.route[1:], strict=False):
+    if any(pads) or pad_value:
+        pad = (_u(pads[3], 16) << 16) | _i(pad_value, 16)
+        out.append(word("PORT_PAD", pads[0], pads[1], pads[2], pad))
+    out.append(word("PORT_STEP", step[0], step[1], 0, n_words))
+    for a, b in zip(route, route[1:], strict=False):
         out.append(word("ROUTE", a, b, 0, i))
-    return out
+    return tuple(out)
 
 
 def _weight_words(tile: int, kernel: tuple[int, ...]) -> list[int]:
@@ -141,11 +174,15 @@ def _weight_words(tile: int, kernel: tuple[int, ...]) -> list[int]:
         return []
     if min(kernel) < -(1 << 15) or max(kernel) >= 1 << 15:
         raise ValueError("a weight does not fit a 16-bit configuration field")
-    k = [int(w) & 0xFFFF for w in kernel]
+    k = tuple(kernel) if all(type(w) is int for w in kernel) else tuple(int(w) for w in kernel)
     if len(k) % 2:
-        k.append(0)
+        k += (0,)
     head = (OPCODES["CONV_W"] << 56) | (_u(tile, 8) << 48)
-    return [head | (i << 40) | (k[i] << 16) | k[i + 1] for i in range(0, len(k), 2)]
+    # word j holds weights 2j (high half) and 2j + 1 (low half); its index field b is 2j
+    return [
+        head | (j << 41) | ((a & 0xFFFF) << 16) | (b & 0xFFFF)
+        for j, (a, b) in enumerate(zip(k[0::2], k[1::2], strict=True))
+    ]
 
 
 def encode_pass(

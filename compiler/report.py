@@ -7,6 +7,7 @@ and skipped zero kernels do not count. Utilisation is useful MACs over (cycles x
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 from nfc.arch import ArchConfig
@@ -16,7 +17,19 @@ from nfc.compiler.grid import ConvLayer, HostLayer, MapLayer
 from nfc.compiler.lower import mapper_error
 from nfc.compiler.program import HostStep, Pass
 
-__all__ = ["build_report", "format_report"]
+__all__ = ["build_report", "format_report", "report_json"]
+
+
+def report_json(rep: dict, **kw) -> str:
+    """``rep`` as indented JSON, except that each per-pass row is one compact line: Python's JSON
+    encoder is slow with ``indent`` and a report can have tens of thousands of rows."""
+    rows = rep.get("passes")
+    if not rows:
+        return json.dumps(rep, indent=2, sort_keys=True, **kw)
+    marker = "\u0000passes\u0000"
+    text = json.dumps({**rep, "passes": marker}, indent=2, sort_keys=True, **kw)
+    body = ",\n    ".join(json.dumps(r, sort_keys=True, **kw) for r in rows)
+    return text.replace(json.dumps(marker), "[\n    " + body + "\n  ]", 1)
 
 
 def _pass_row(p: Pass, arch: ArchConfig) -> dict:

@@ -193,7 +193,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from nfc.arch import load_target
     from nfc.compiler.binary import write_program
     from nfc.compiler.driver import compile_graph
-    from nfc.compiler.report import build_report, format_report
+    from nfc.compiler.report import build_report, format_report, report_json
     from nfc.files import atomic_write
     from nfc.frontends.onnx import import_onnx
 
@@ -237,12 +237,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
             "nfc disasm DIR prints the listing)"
         )
     files = write_program(result.program, out, listings=listings)
-    import json
 
-    atomic_write(out / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
+    atomic_write(out / "report.json", report_json(report) + "\n")
     atomic_write(out / "report.txt", format_report(report, max_passes=50))
     if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
+        print(report_json(report))
     else:
         print(format_report(report, max_passes=args.passes), end="")
         print(
