@@ -45,8 +45,17 @@ from nfc.numerics import PWL, QFormat, quantize
 
 __all__ = ["lower", "LoweringError", "mapper_error"]
 
-#: Fraction bits of the constant kernel of average pooling (weights 1/n in Q0.15 or finer).
-AVG_WEIGHT_FRAC = 15
+
+def avg_weight_frac(n: int, bits: int, acc_bits: int) -> int:
+    """Fraction bits of the constant ``1/n`` kernel of an ``n``-tap average: the most that keep the
+    weight word within ``bits`` and a window sum of ``n`` full-scale words within the accumulator
+    (1/49 gets 20 bits, not the 15 of a Q0.15 weight, so big averages keep their precision)."""
+    frac = 0
+    while True:
+        w = math.floor(2.0 ** (frac + 1) / n + 0.5)
+        if w > (1 << (bits - 1)) - 1 or n * w * (1 << (bits - 1)) >= 1 << (acc_bits - 1) or frac >= 62:
+            return frac
+        frac += 1
 
 
 class LoweringError(NfcError):
@@ -544,7 +553,7 @@ def _avgpool(lw: _Lowerer, node: Node) -> None:
         return
     n = kernel[0] * kernel[1]
     bits = lw.arch.numerics.word_bits
-    wfmt = QFormat(bits, min(AVG_WEIGHT_FRAC, frac_for(1.0 / n, bits)))  # 1/1 needs an integer bit
+    wfmt = QFormat(bits, avg_weight_frac(n, bits, lw.arch.numerics.accumulator_bits))
     _depthwise(lw, node, "avgpool", kernel, 1.0 / n, 0.0, stride, pads, wfmt=wfmt)
 
 

@@ -415,6 +415,19 @@ def test_global_average_pool(target: str) -> None:
     assert r.err("p") <= mac_bound(layer, r.absmax("x"))
 
 
+def test_a_big_global_average_keeps_its_precision() -> None:
+    """56x56 = 3136 positions: 1/3136 as a Q0.15 word (10) would be 4% off; with the extra fraction
+    bits the accumulator allows, the weight is within 0.1% and the mean within the rounding bound."""
+    x = inp("x", (2, 56, 56))
+    p = make_node("p", Op.GLOBAL_AVGPOOL, ("x",), (2, 1, 1))
+    r = run_both(graph(x, p), "virtex6", make=lambda g, s: g.uniform(0.5, 1.5, s))
+    (layer,) = r.low.layers
+    w = float(dequantize(layer.kernels[0, 0, 0, 0], layer.wfmt))
+    assert layer.wfmt.frac > 15 and abs(w * 3136 - 1) < 1e-3
+    assert abs(round(2**15 / 3136) / 2**15 * 3136 - 1) > 0.04  # what a Q0.15 weight would give
+    assert r.err("p") <= mac_bound(layer, r.absmax("x"))
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_global_average_pool_of_a_single_position(target: str) -> None:
     """The constant kernel is 1.0: it must be a weight word that holds 1.0 exactly."""
