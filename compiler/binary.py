@@ -65,6 +65,7 @@ from nfc.compiler.decode import DecodedPass, decode_pass, format_fields, split_w
 from nfc.compiler.program import PROGRAM_VERSION, BufferInfo, HostStep, Pass, Program
 from nfc.errors import NfcError
 from nfc.files import atomic_write
+from nfc.text import table
 
 __all__ = [
     "MAGIC",
@@ -590,18 +591,6 @@ def json_text(doc: dict) -> str:
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
-def _table(headers: list[str], rows: list[list[str]], right: frozenset[int] = frozenset()) -> list[str]:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
-
-
 def _dims(d: tuple[int, ...]) -> str:
     return "x".join(map(str, d)) if d else "scalar"
 
@@ -634,7 +623,7 @@ def disasm_text(loaded: LoadedProgram) -> str:
         for b in loaded.buffers
     ]
     headers = ["name", "address", "end", "shape (CxHxW)", "format", "kind"]
-    out += ["  " + x for x in _table(headers, rows, frozenset({1, 2}))]
+    out += ["  " + x for x in table(headers, rows, frozenset({1, 2}))]
     out.append("")
     for what, items in (("inputs", loaded.inputs), ("outputs", loaded.outputs)):
         out.append(f"{what}:")

@@ -16,6 +16,7 @@ from nfc.compiler.driver import CompileResult
 from nfc.compiler.grid import ConvLayer, HostLayer, MapLayer
 from nfc.compiler.lower import mapper_error
 from nfc.compiler.program import HostStep, Pass
+from nfc.text import si
 
 __all__ = ["build_report", "format_report", "report_json"]
 
@@ -149,13 +150,6 @@ def build_report(
     }
 
 
-def _n(v: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(v) >= scale:
-            return f"{v / scale:.3g}{unit}"
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
 def format_report(rep: dict, max_passes: int = 0) -> str:
     """The report as text: per-layer table, optionally the first ``max_passes`` passes, totals."""
     out = [f"{rep['model']} on {rep['target']} ({rep['policy']} policy, {rep['estimate']} estimate)"]
@@ -177,10 +171,10 @@ def format_report(rep: dict, max_passes: int = 0) -> str:
                 lr["type"],
                 lr["where"],
                 str(lr["passes"]),
-                _n(lr["cycles"]),
-                _n(lr["macs"]),
+                si(lr["cycles"]),
+                si(lr["macs"]),
                 f"{100 * lr['utilisation']:.1f}%",
-                _n(lr["dram_bytes"]),
+                si(lr["dram_bytes"]),
                 note,
             ]
         )
@@ -204,13 +198,13 @@ def format_report(rep: dict, max_passes: int = 0) -> str:
     t = rep["totals"]
     out.append("")
     out.append(
-        f"total: {t['passes']} passes, {t['host_steps']} host steps, {_n(t['cycles'])} cycles "
-        f"({_n(t['config_cycles'])} configuring), {t['latency_ms']:.3f} ms per frame, "
+        f"total: {t['passes']} passes, {t['host_steps']} host steps, {si(t['cycles'])} cycles "
+        f"({si(t['config_cycles'])} configuring), {t['latency_ms']:.3f} ms per frame, "
         f"{t['frames_per_s']:.2f} frames/s"
     )
     out.append(
         f"       {t['useful_gops']:.2f} useful GOPS of {t['peak_gops']:.1f} peak, MAC utilisation "
-        f"{100 * t['mac_utilisation']:.1f}%, DRAM {_n(t['dram_bytes'])}B per frame, memory {_n(t['memory_bytes'])}B"
+        f"{100 * t['mac_utilisation']:.1f}%, DRAM {si(t['dram_bytes'])}B per frame, memory {si(t['memory_bytes'])}B"
     )
     host = ", ".join(t["host_layers"]) or "none"
     out.append(f"       host ops: {host} ({100 * t['host_op_share']:.3f}% of the network's ops)")

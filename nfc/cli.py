@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from nfc.errors import NfcError
+from nfc.text import table
 
 __all__ = ["main"]
 
@@ -25,18 +26,6 @@ def _fmt_count(n: float) -> str:
 
 def _shape(s) -> str:
     return "x".join(map(str, s)) if s else "-"
-
-
-def _table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-
-    def line(cells):
-        pairs = enumerate(zip(cells, widths, strict=True))
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in pairs)
-
-    out = [line(headers), "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in rows]
-    return "\n".join(x.rstrip() for x in out)
 
 
 # -- nfc targets ---------------------------------------------------------------------------------------
@@ -69,10 +58,12 @@ def cmd_targets(args: argparse.Namespace) -> int:
             ]
         )
     print(
-        _table(
-            ["target", "grid", "convolvers", "MACs", "MHz", "peak GOPS", "memory GB/s", "ports", "word"],
-            rows,
-            right={3, 4, 5},
+        "\n".join(
+            table(
+                ["target", "grid", "convolvers", "MACs", "MHz", "peak GOPS", "memory GB/s", "ports", "word"],
+                rows,
+                right={3, 4, 5},
+            )
         )
     )
     return 0
@@ -122,10 +113,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     outs = ", ".join(f"{o.name} {_shape(o.onnx_shape)}" for o in graph.outputs)
     print(f"model {args.model}: inputs {ins}; outputs {outs}")
     print(
-        _table(
-            ["#", "layer", "op", "runs on", "input", "output", "params", "MACs", "ops"],
-            rows,
-            right={0, 6, 7, 8},
+        "\n".join(
+            table(
+                ["#", "layer", "op", "runs on", "input", "output", "params", "MACs", "ops"],
+                rows,
+                right={0, 6, 7, 8},
+            )
         )
     )
     host = ", ".join(tot["host_layers"]) or "none"

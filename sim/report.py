@@ -36,6 +36,7 @@ from nfc.compiler.grid import ConvLayer, HostLayer
 from nfc.sim.cycle import PassTiming, SimResult
 from nfc.sim.events import Events
 from nfc.sim.power import PowerModel
+from nfc.text import si, table
 
 __all__ = ["build_sim_report", "compare_outputs", "format_sim_report", "pass_row"]
 
@@ -274,24 +275,6 @@ def build_sim_report(
     }
 
 
-def _n(v: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(v) >= scale:
-            return f"{v / scale:.3g}{unit}"
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
-def _table(head: list[str], rows: list[list[str]], left: set[int]) -> list[str]:
-    """Columns in ``left`` left-aligned, the others (numbers) right-aligned."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
-
-    def line(cells: list[str]) -> str:
-        pairs = enumerate(zip(cells, widths, strict=True))
-        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in pairs).rstrip()
-
-    return [line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
-
-
 def _snr_text(o: dict) -> str:
     if o["snr_db"] is not None:
         return f"{o['snr_db']:.1f} dB"
@@ -311,7 +294,7 @@ def format_sim_report(rep: dict, max_passes: int = 0) -> str:
             continue
         note = ("+ fused " + ", ".join(lr["fused"])) if lr["fused"] else ""
         if lr["where"] == "host":
-            note = f"host: {_n(lr.get('host_ops', 0))} ops" + (f" ({lr['why']})" if lr.get("why") else "")
+            note = f"host: {si(lr.get('host_ops', 0))} ops" + (f" ({lr['why']})" if lr.get("why") else "")
         if lr["where"] == "host":
             rows.append([lr["name"], lr["type"], "host", "-"] + ["-"] * 10 + [note])
             continue
@@ -321,20 +304,20 @@ def format_sim_report(rep: dict, max_passes: int = 0) -> str:
                 lr["type"],
                 lr["where"],
                 str(lr["passes"]),
-                _n(lr["cycles"]),
-                _n(lr["config_cycles"]),
-                _n(lr["memory_stall_cycles"]),
-                _n(lr["drain_cycles"]),
-                _n(lr["backpressure_stall_cycles"]),
-                _n(lr["useful_macs"]),
+                si(lr["cycles"]),
+                si(lr["config_cycles"]),
+                si(lr["memory_stall_cycles"]),
+                si(lr["drain_cycles"]),
+                si(lr["backpressure_stall_cycles"]),
+                si(lr["useful_macs"]),
                 f"{100 * lr['mac_utilisation']:.1f}%",
-                _n(lr["dram_bytes_read"]),
-                _n(lr["dram_bytes_written"]),
-                _n(lr["config_words"]),
+                si(lr["dram_bytes_read"]),
+                si(lr["dram_bytes_written"]),
+                si(lr["config_words"]),
                 note,
             ]
         )
-    out += _table(cols, rows, {0, 1, 2, 14})
+    out += table(cols, rows, left={0, 1, 2, 14})
     if max_passes:
         out.append("")
         prow = []
@@ -353,7 +336,7 @@ def format_sim_report(rep: dict, max_passes: int = 0) -> str:
                 ]
             )
         pcols = ["pass", "kind", "layers", "cycles", "estimate", "config", "mem stall", "drain", "bp stall"]
-        out += _table(pcols, prow, {1, 2})
+        out += table(pcols, prow, left={1, 2})
         shown = min(max_passes, len(rep["passes"]))
         if rep["totals"]["passes"] > shown:
             out.append(f"... {rep['totals']['passes'] - shown} more passes (--json has them)")
@@ -363,26 +346,26 @@ def format_sim_report(rep: dict, max_passes: int = 0) -> str:
     cyc = t["cycles"]
     out.append("")
     out.append(
-        f"total: {t['passes']} passes, {t['host_steps']} host steps, {_n(cyc)} cycles, "
+        f"total: {t['passes']} passes, {t['host_steps']} host steps, {si(cyc)} cycles, "
         f"{t['latency_ms']:.4g} ms per frame, {t['frames_per_s']:.2f} frames/s"
     )
     out.append(
         f"       {t['useful_gops']:.2f} useful GOPS of {t['peak_gops']:.1f} peak ({100 * t['utilisation']:.1f}%), "
-        f"MAC utilisation {100 * t['mac_utilisation']:.1f}% ({_n(t['useful_macs'])} useful MACs)"
+        f"MAC utilisation {100 * t['mac_utilisation']:.1f}% ({si(t['useful_macs'])} useful MACs)"
     )
     out.append(
-        f"       stalls: memory {_n(st['memory'])} cycles ({100 * _ratio(st['memory'], cyc):.1f}%), "
-        f"back-pressure {_n(st['backpressure'])}, configuration {_n(st['configuration'])} "
-        f"({100 * _ratio(st['configuration'], cyc):.1f}%); drain {_n(t['drain_cycles'])}"
+        f"       stalls: memory {si(st['memory'])} cycles ({100 * _ratio(st['memory'], cyc):.1f}%), "
+        f"back-pressure {si(st['backpressure'])}, configuration {si(st['configuration'])} "
+        f"({100 * _ratio(st['configuration'], cyc):.1f}%); drain {si(t['drain_cycles'])}"
     )
     out.append(
-        f"       DRAM {_n(t['dram_bytes_read'])}B read, {_n(t['dram_bytes_written'])}B written per frame; "
-        f"{_n(t['config_words'])} configuration words"
+        f"       DRAM {si(t['dram_bytes_read'])}B read, {si(t['dram_bytes_written'])}B written per frame; "
+        f"{si(t['config_words'])} configuration words"
     )
     ev = t["events"]
     out.append(
-        f"       events: {_n(ev['macs'])} MACs, {_n(ev['mapper_ops'])} mapper, {_n(ev['alu_ops'])} ALU, "
-        f"{_n(ev['fifo_words'])} FIFO words, {_n(ev['router_hops'])} router hops"
+        f"       events: {si(ev['macs'])} MACs, {si(ev['mapper_ops'])} mapper, {si(ev['alu_ops'])} ALU, "
+        f"{si(ev['fifo_words'])} FIFO words, {si(ev['router_hops'])} router hops"
     )
     comps = sorted(((w, k) for k, w in pw["watts_by_component"].items() if k != "total"), reverse=True)
     out.append(
@@ -391,7 +374,7 @@ def format_sim_report(rep: dict, max_passes: int = 0) -> str:
     )
     out.append("       watts by component: " + ", ".join(f"{k} {w:.3g}" for w, k in comps))
     out.append(
-        f"       compiler estimate {_n(t['estimate_cycles'])} cycles (simulated / estimate "
+        f"       compiler estimate {si(t['estimate_cycles'])} cycles (simulated / estimate "
         f"{t['cycles_over_estimate']:.3f})"
     )
     host = ", ".join(t["host_layers"]) or "none"
@@ -399,8 +382,8 @@ def format_sim_report(rep: dict, max_passes: int = 0) -> str:
     sim = rep["simulator"]
     if sim["wall_seconds"] is not None:
         out.append(
-            f"       simulator: {sim['wall_seconds']:.2f} s wall, {_n(sim['cycles_per_s'])} cycles/s, "
-            f"{_n(sim['macs_per_s'])} MAC/s"
+            f"       simulator: {sim['wall_seconds']:.2f} s wall, {si(sim['cycles_per_s'])} cycles/s, "
+            f"{si(sim['macs_per_s'])} MAC/s"
         )
     cmp = rep.get("comparison")
     if cmp:
@@ -426,5 +409,7 @@ def format_sim_report(rep: dict, max_passes: int = 0) -> str:
                     top1,
                 ]
             )
-        out += _table(["output", "shape", "max abs error", "max abs ref", "SNR", "top-1"], crow, {0, 1, 5})
+        out += table(
+            ["output", "shape", "max abs error", "max abs ref", "SNR", "top-1"], crow, left={0, 1, 5}
+        )
     return "\n".join(out) + "\n"
