@@ -58,6 +58,7 @@ _MODES = ("mac", "max")
 _PSUM_SOURCES = ("bias", "port", "tile")
 _NAME_WIDTH = max(len(n) for n in OPCODES)
 _WORD_LIMIT = 1 << 64
+_STREAM_HEAD = ("PORT", "PORT_ADDR", "PORT_MAP", "PORT_WIN", "PORT_ORG")
 _NAME_TABLE = np.array([OPCODE_NAMES.get(code) for code in range(256)], dtype=object)
 
 
@@ -275,23 +276,37 @@ class _Words:
     """A cursor over the split words of one pass; errors name the word index."""
 
     def __init__(self, words: tuple[int, ...]):
-        if words and all(type(w) is int for w in words) and min(words) >= 0 and max(words) < _WORD_LIMIT:
-            arr = np.array(words, dtype=np.uint64)
-            ops = (arr >> np.uint64(56)).astype(np.int64)
-            names = _NAME_TABLE[ops]
-            if None in names:
-                i = int(np.flatnonzero(names == None)[0])  # noqa: E711 (object array)
-                raise ValueError(f"configuration word {i} (0x{words[i]:016x}): unknown opcode 0x{ops[i]:02x}")
-            a = ((arr >> np.uint64(48)) & np.uint64(0xFF)).astype(np.int64)
-            b = ((arr >> np.uint64(40)) & np.uint64(0xFF)).astype(np.int64)
-            c = ((arr >> np.uint64(32)) & np.uint64(0xFF)).astype(np.int64)
-            arg = (arr & np.uint64(0xFFFFFFFF)).astype(np.int64)
-            self.columns = (ops, a, b, c, arg)
-            self.fields = list(
-                zip(names.tolist(), a.tolist(), b.tolist(), c.tolist(), arg.tolist(), strict=True)
-            )
-            self.i = 0
-            return
+        self.columns: tuple[list[int], ...] | None = None
+        self.i = 0
+        if words and set(map(type, words)) == {int}:
+            try:
+                arr = np.array(words, dtype=np.uint64)  # refuses negative and too large values
+            except OverflowError:
+                arr = None
+            if arr is not None:
+                ops = (arr >> np.uint64(56)).astype(np.int64)
+                names = _NAME_TABLE[ops]
+                if None in names:
+                    i = int(np.flatnonzero(names == None)[0])  # noqa: E711 (object array)
+                    raise ValueError(
+                        f"configuration word {i} (0x{words[i]:016x}): unknown opcode 0x{ops[i]:02x}"
+                    )
+                a = ((arr >> np.uint64(48)) & np.uint64(0xFF)).astype(np.int64)
+                b = ((arr >> np.uint64(40)) & np.uint64(0xFF)).astype(np.int64)
+                c = ((arr >> np.uint64(32)) & np.uint64(0xFF)).astype(np.int64)
+                arg = (arr & np.uint64(0xFFFFFFFF)).astype(np.int64)
+                hi, lo = arg >> 16, arg & 0xFFFF  # the two signed halves of arg (weights come in pairs)
+                self.names = names.tolist()
+                self.columns = (
+                    a.tolist(),
+                    b.tolist(),
+                    c.tolist(),
+                    arg.tolist(),
+                    (hi - ((hi >> 15) << 16)).tolist(),
+                    (lo - ((lo >> 15) << 16)).tolist(),
+                )
+                self.fields = list(zip(self.names, *self.columns[:4], strict=True))
+                return
         self.fields: list[tuple[str, int, int, int, int]] = []
         for i, w in enumerate(words):
             if type(w) is not int or not 0 <= w < _WORD_LIMIT:
@@ -303,31 +318,34 @@ class _Words:
             if fields[0] is None:
                 raise ValueError(f"configuration word {i} (0x{w:016x}): unknown opcode 0x{w >> 56:02x}")
             self.fields.append(fields)  # type: ignore[arg-type]
-        self.columns = None
-        self.i = 0
 
     def weights(self, tile: int) -> list[int] | None:
         """The weights of the run of well-formed CONV_W words of ``tile`` at the cursor, taken at once
         (None when the run has a malformed word: the caller then decodes word by word for the error)."""
         if self.columns is None:
             return None
-        j = self.i
-        fields = self.fields
-        while j < len(fields) and fields[j][0] == "CONV_W":
+        i = j = self.i
+        names = self.names
+        while j < len(names) and names[j] == "CONV_W":
             j += 1
-        _, a, b, c, arg = (col[self.i : j] for col in self.columns)
-        n = j - self.i
-        if n == 0:
-            return []
-        if (a != tile).any() or (c != 0).any() or (b != np.arange(0, 2 * n, 2)).any():
+        n = j - i
+        a, b, c, _, hi, lo = self.columns
+        if a[i:j] != [tile] * n or c[i:j] != [0] * n or b[i:j] != list(range(0, 2 * n, 2)):
             return None
-        hi = (arg >> 16) & 0xFFFF
-        lo = arg & 0xFFFF
-        out = np.empty(2 * n, dtype=np.int64)
-        out[0::2] = hi - ((hi >> 15) << 16)
-        out[1::2] = lo - ((lo >> 15) << 16)
+        out = [0] * (2 * n)
+        out[0::2] = hi[i:j]
+        out[1::2] = lo[i:j]
         self.i = j
-        return out.tolist()
+        return out
+
+    def plain_stream(self) -> bool:
+        """The next five words are PORT .. PORT_ORG with their reserved fields zero (the common case
+        :func:`_stream` decodes without checking field by field)."""
+        i = self.i
+        if self.columns is None or tuple(self.names[i : i + 5]) != _STREAM_HEAD:
+            return False
+        a, b, c = self.columns[:3]
+        return a[i + 1 : i + 5] == b[i + 1 : i + 5] == c[i + 1 : i + 5] == [0, 0, 0, 0]
 
     def error(self, message: str, i: int | None = None) -> ValueError:
         i = self.i if i is None else i
@@ -361,17 +379,26 @@ def _code(ws: _Words, table: dict[int, str] | tuple[str, ...], code: int, what: 
 
 
 def _stream(ws: _Words, number: int) -> DecodedStream:
-    port, d, role_sync, tile = ws.take("PORT", "the previous group")
-    direction = _code(ws, _DIRECTIONS, d, "direction")
-    role = _code(ws, _ROLE_NAMES, role_sync & 0x7F, "stream role")
-    a, b, c, address = ws.take("PORT_ADDR", "PORT")
-    ws.reserved(a=a, b=b, c=c)
-    a, b, c, shape = ws.take("PORT_MAP", "PORT_ADDR")
-    ws.reserved(a=a, b=b, c=c)
-    a, b, c, win = ws.take("PORT_WIN", "PORT_MAP")
-    ws.reserved(a=a, b=b, c=c)
-    a, b, c, org = ws.take("PORT_ORG", "PORT_WIN")
-    ws.reserved(a=a, b=b, c=c)
+    if ws.plain_stream():
+        i = ws.i
+        _, port, d, role_sync, tile = ws.fields[i]
+        address, shape, win, org = ws.columns[3][i + 1 : i + 5]
+        ws.i += 1
+        direction = _code(ws, _DIRECTIONS, d, "direction")
+        role = _code(ws, _ROLE_NAMES, role_sync & 0x7F, "stream role")
+        ws.i += 4
+    else:
+        port, d, role_sync, tile = ws.take("PORT", "the previous group")
+        direction = _code(ws, _DIRECTIONS, d, "direction")
+        role = _code(ws, _ROLE_NAMES, role_sync & 0x7F, "stream role")
+        a, b, c, address = ws.take("PORT_ADDR", "PORT")
+        ws.reserved(a=a, b=b, c=c)
+        a, b, c, shape = ws.take("PORT_MAP", "PORT_ADDR")
+        ws.reserved(a=a, b=b, c=c)
+        a, b, c, win = ws.take("PORT_WIN", "PORT_MAP")
+        ws.reserved(a=a, b=b, c=c)
+        a, b, c, org = ws.take("PORT_ORG", "PORT_WIN")
+        ws.reserved(a=a, b=b, c=c)
     pads, pad_value = (0, 0, 0, 0), 0
     if ws.peek() == "PORT_PAD":
         top, left, bottom, arg = ws.take("PORT_PAD", "PORT_ORG")

@@ -89,13 +89,18 @@ class SimResult:
         return self.run.outputs
 
 
+def _span_inside(first: int, n: int, step: int, size: int) -> int:
+    """How many of ``first + i * step`` (``0 <= i < n``, ``step >= 1``) lie in ``[0, size)``."""
+    lo = 0 if first >= 0 else (-first + step - 1) // step  # the first i at or past 0
+    hi = min(n - 1, (size - 1 - first) // step) if first < size else -1  # the last i before size
+    return max(0, hi - lo + 1)
+
+
 def _inside(s: DecodedStream) -> int:
     """Words of a read stream that come from memory (not the DMA's virtual border)."""
     H, W = s.map_shape
     pt, pl, _, _ = s.pads
-    rows = s.r0 + np.arange(s.rows) * s.step[0] - pt
-    cols = s.c0 + np.arange(s.cols) * s.step[1] - pl
-    return int(np.count_nonzero((rows >= 0) & (rows < H))) * int(np.count_nonzero((cols >= 0) & (cols < W)))
+    return _span_inside(s.r0 - pt, s.rows, s.step[0], H) * _span_inside(s.c0 - pl, s.cols, s.step[1], W)
 
 
 def _windows(u: DecodedConv, rows: int, cols: int) -> tuple[int, int, np.ndarray]:

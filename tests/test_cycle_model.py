@@ -138,3 +138,14 @@ def test_a_program_for_another_target_is_refused(benchmark_dir: Path):
     result = compile_graph(graph, load_target("tiny"), "nfc")
     with pytest.raises(NfcError, match="compiled for target 'tiny'"):
         simulate(result.program, result.lowered, _feeds(graph), load_target("virtex6"))
+
+
+def test_words_inside_the_map_are_counted_exactly():
+    """DRAM bytes count only the words of a region inside the map (not the virtual border)."""
+    import itertools
+
+    from nfc.sim.cycle import _span_inside
+
+    for first, n, step, size in itertools.product(range(-9, 9), range(7), range(1, 4), range(8)):
+        at = first + np.arange(n) * step
+        assert _span_inside(first, n, step, size) == int(np.count_nonzero((at >= 0) & (at < size)))
