@@ -92,7 +92,8 @@ def saturate(v: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     v = np.asarray(v, dtype=np.int64)
     count = int(np.count_nonzero((v < lo) | (v > hi)))
-    return np.clip(v, lo, hi), count
+    # a new array either way (callers may write into it); np.clip is slow on small arrays
+    return (np.minimum(np.maximum(v, lo), hi) if count else v.copy()), count
 
 
 def narrow(v: np.ndarray, from_frac: int, fmt: QFormat) -> tuple[np.ndarray, int]:

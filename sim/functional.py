@@ -52,7 +52,11 @@ def _read(mem: np.ndarray, s: DecodedStream) -> np.ndarray:
     rows = r0 + np.arange(rows_n) * rs
     cols = c0 + np.arange(cols_n) * cs
     inside = (rows[:, None] >= 0) & (rows[:, None] < H) & (cols[None, :] >= 0) & (cols[None, :] < W)
-    addr = s.address + np.clip(rows, 0, H - 1)[:, None] * W + np.clip(cols, 0, W - 1)[None, :]
+    addr = (
+        s.address
+        + np.minimum(np.maximum(rows, 0), H - 1)[:, None] * W
+        + np.minimum(np.maximum(cols, 0), W - 1)[None, :]
+    )
     addr = np.minimum(addr, mem.size - 1)
     return np.where(inside, mem[addr], s.pad_value)
 
