@@ -8,7 +8,11 @@ the median of several runs. Simulator speed: the full simulation (numbers and ti
 scene-parsing network on virtex6, median of several runs, and the cycle model against the
 per-cycle reference model (``sim/naive.py``) on the same passes.
 
-Usage: python scripts/bench.py [--models DIR] [--runs N] [--only name,name] [--out bench/results.json]
+Compile time and peak memory (``--big`` adds ResNet-18 and MobileNetV2, minutes each): one
+compile per network in a fresh process on virtex6 with the nfc policy, wall time and the
+process's peak resident memory.
+
+Usage: python scripts/bench.py [--models DIR] [--runs N] [--only name,name] [--big] [--out bench/results.json]
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3, help="compile runs per case (median reported)")
     ap.add_argument("--only", default="", help="comma-separated network names")
     ap.add_argument("--out", default="bench/results.json")
+    ap.add_argument(
+        "--big", action="store_true", help="also measure compile time and memory of ResNet-18 and MobileNetV2"
+    )
     args = ap.parse_args(argv)
     models = Path(args.models)
     names = [n for n in NETWORKS if not args.only or n in args.only.split(",")]
@@ -118,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             r["speedup_vs_luaflow"] = r["frames_per_s"] / base["frames_per_s"]
             r["utilisation_ratio_vs_luaflow"] = r["mac_utilisation"] / base["mac_utilisation"]
     speed = sim_speed(models, args.runs) if not args.only or "scene_parsing" in args.only.split(",") else None
+    memory = [compile_memory(models, name) for name in names + (list(DEFERRED) if args.big else [])]
     doc = {
         "source": "cycle model (sim/cycle.py); estimate = compiler's analytical estimate",
+        "compile_memory": memory,
         "cpus": os.cpu_count(),
         "rows": rows,
         "simulator_speed": speed,
@@ -132,10 +141,47 @@ def main(argv: list[str] | None = None) -> int:
     if speed is not None:
         print()
         print(speed_table(speed))
+    print()
+    print(memory_table(memory))
     for name, why in DEFERRED.items():
         print(f"not compiled by the bench: {name}: {why}")
     print(f"\nwrote {out}")
     return 0
+
+
+_COMPILE_ONE = """
+import json, resource, sys, time
+from nfc.arch import load_target
+from nfc.compiler.driver import compile_graph
+from nfc.frontends.onnx import import_onnx
+t0 = time.perf_counter()
+result = compile_graph(import_onnx(sys.argv[1]), load_target("virtex6"), "nfc")
+print(json.dumps({"seconds": time.perf_counter() - t0, "passes": len(result.program.passes),
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def compile_memory(models: Path, name: str) -> dict:
+    """One compile of ``name`` (virtex6, nfc) in a fresh process: wall seconds, passes, peak MB."""
+    import subprocess
+
+    print(f"bench: compile time and memory of {name}", file=sys.stderr)
+    out = subprocess.run(
+        [sys.executable, "-c", _COMPILE_ONE, str(models / f"{name}.onnx")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return {"network": name, **json.loads(out.stdout.strip().splitlines()[-1])}
+
+
+def memory_table(rows: list[dict]) -> str:
+    lines = [
+        "| network (virtex6, nfc) | passes | compile s (one run, fresh process) | peak MB |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {r['network']} | {r['passes']} | {r['seconds']:.2f} | {r['peak_mb']:.0f} |" for r in rows]
+    return "\n".join(lines)
 
 
 def sim_speed(models: Path, runs: int) -> dict:
