@@ -144,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(memory_table(memory))
     for name, why in DEFERRED.items():
-        print(f"not compiled by the bench: {name}: {why}")
+        print(
+            f"not in the quality table: {name}: {why}"
+            + (" (compile time and memory above)" if args.big else "")
+        )
     print(f"\nwrote {out}")
     return 0
 
