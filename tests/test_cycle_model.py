@@ -149,3 +149,15 @@ def test_words_inside_the_map_are_counted_exactly():
     for first, n, step, size in itertools.product(range(-9, 9), range(7), range(1, 4), range(8)):
         at = first + np.arange(n) * step
         assert _span_inside(first, n, step, size) == int(np.count_nonzero((at >= 0) & (at < size)))
+
+
+def test_the_public_api_compiles_and_simulates(benchmark_dir: Path):
+    import nfc
+
+    arch = nfc.load_target("tiny")
+    graph = nfc.import_onnx(benchmark_dir / "digits.onnx")
+    x = _feeds(graph)
+    result = nfc.compile_graph(graph, arch)
+    run = nfc.simulate(result.program, result.lowered, x, arch)
+    assert len(run.passes) == len(result.program.passes)
+    assert set(run.outputs) == {o for o, _, _ in result.lowered.outputs}
