@@ -73,12 +73,15 @@ def test_benchmark_networks(benchmark_dir: Path, name: str, target: str, policy:
     check_run(arch, sim=sim, result=result)
 
 
-#: every other benchmark network; the ImageNet-sized ones (hundreds of thousands of passes) on virtex6 only
+#: every other benchmark network; those of tens or hundreds of thousands of passes on virtex6 only
 _BIG = [
     (name, target)
-    for name in ("lenet5_dynamo", "neuflow_test", "scene_parsing", "alexnet_small", "vgg16_small")
+    for name in ("lenet5_dynamo", "neuflow_test", "scene_parsing")
     for target in ("virtex6", "asic45", "tiny")
-] + [(name, "virtex6") for name in ("resnet18", "mobilenet_v2", "mobilenet_v2_dynamo")]
+] + [
+    (name, "virtex6")
+    for name in ("alexnet_small", "vgg16_small", "resnet18", "mobilenet_v2", "mobilenet_v2_dynamo")
+]
 
 
 @pytest.mark.slow
