@@ -52,6 +52,15 @@ def _sum_events(passes: list[PassTiming]) -> Events:
     return total
 
 
+def _busy(passes: list[PassTiming]) -> dict[str, int]:
+    """Cycles on which each operator (``conv:<tile>``, ``map:<tile>``, ``alu:<tile>``) accepted a word."""
+    out: dict[str, int] = defaultdict(int)
+    for p in passes:
+        for unit, n in p.busy.items():
+            out[unit] += n
+    return dict(sorted(out.items(), key=lambda kv: (kv[0].split(":")[0], int(kv[0].split(":")[1]))))
+
+
 def pass_row(p: PassTiming) -> dict[str, Any]:
     """One pass of the report: index, kind, layers, cycles and their breakdown, the compiler's estimate."""
     return {
@@ -66,6 +75,7 @@ def pass_row(p: PassTiming) -> dict[str, Any]:
         "backpressure_stall_cycles": p.backpressure_stall_cycles,
         "beats": p.beats,
         "useful_macs": p.useful_macs,
+        "busy": dict(sorted(p.busy.items())),
         "estimate": p.estimate,
     }
 
@@ -92,6 +102,7 @@ def _layer_row(name: str, typ: str, where: str, ps: list[PassTiming], arch: Arch
         "dram_bytes_read": ev.dram_bytes_read,
         "dram_bytes_written": ev.dram_bytes_written,
         "config_words": ev.config_words,
+        "busy": _busy(ps),
         "estimate_cycles": sum(p.estimate for p in ps),
     }
 
@@ -263,6 +274,8 @@ def build_sim_report(
             "dram_bytes": ev.dram_bytes_read + ev.dram_bytes_written,
             "config_words": ev.config_words,
             "events": ev.as_dict(),
+            "busy": (busy := _busy(passes)),
+            "busy_share": {unit: _ratio(n, cycles) for unit, n in busy.items()},
             "estimate_cycles": estimate,
             "cycles_over_estimate": _ratio(cycles, estimate),
             "host_ops": net_host_ops,
@@ -367,6 +380,11 @@ def format_sim_report(rep: dict, max_passes: int = 0) -> str:
         f"       events: {si(ev['macs'])} MACs, {si(ev['mapper_ops'])} mapper, {si(ev['alu_ops'])} ALU, "
         f"{si(ev['fifo_words'])} FIFO words, {si(ev['router_hops'])} router hops"
     )
+    if t.get("busy_share"):
+        out.append(
+            "       operators busy: "
+            + ", ".join(f"{unit} {100 * share:.1f}%" for unit, share in t["busy_share"].items())
+        )
     comps = sorted(((w, k) for k, w in pw["watts_by_component"].items() if k != "total"), reverse=True)
     out.append(
         f"       power {pw['watts']:.3g} W, {pw['gops_per_w']:.3g} GOPS/W, "

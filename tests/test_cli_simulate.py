@@ -91,6 +91,13 @@ def test_json_report_digits(benchmark_dir: Path, capsys):
     assert t["stall_cycles"]["configuration"] == t["config_cycles"] > 0
     assert t["cycles"] == t["config_cycles"] + t["stream_cycles"] + t["drain_cycles"]
     assert t["events"]["cycles"] == t["cycles"] and t["estimate_cycles"] > 0
+    # busy cycles per operator: the layers' add up to the totals, and no operator is busier than the run
+    for unit, n in t["busy"].items():
+        assert n == sum(lr.get("busy", {}).get(unit, 0) for lr in rep["layers"]) > 0
+        assert 0 < t["busy_share"][unit] <= 1
+    assert any(u.startswith("conv:") for u in t["busy"]) and t["events"]["mapper_ops"] == sum(
+        n for u, n in t["busy"].items() if u.startswith("map:")
+    )
     assert rep["power"]["watts"] > 0 and rep["power"]["gops_per_w"] > 0
     assert rep["power"]["gops"] == pytest.approx(t["useful_gops"])
     assert rep["simulator"]["wall_seconds"] > 0
