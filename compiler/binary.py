@@ -76,6 +76,7 @@ __all__ = [
     "parse_program",
     "write_program",
     "read_program",
+    "as_loaded",
     "program_json",
     "json_text",
     "disasm_text",
@@ -487,6 +488,12 @@ def _crc_message(label: str, stored: int, computed: int) -> str:
         f"{label}: corrupt: checksum 0x{computed:08x} does not match the stored 0x{stored:08x}; "
         f"{_RECOMPILE_HINT}"
     )
+
+
+def as_loaded(program: Program | LoadedProgram) -> LoadedProgram:
+    """``program`` as its file reads back (a compiled :class:`Program` is encoded and decoded, so
+    executors see only what the configuration words say); a loaded program is returned as it is."""
+    return parse_program(program_bytes(program)) if isinstance(program, Program) else program
 
 
 def read_program(path: str | os.PathLike) -> LoadedProgram:

@@ -28,7 +28,7 @@ from pathlib import Path
 from nfc.arch import load_target
 from nfc.benchmarks import build_models
 from nfc.compiler.analysis import layer_stats, totals
-from nfc.compiler.binary import parse_program, program_bytes
+from nfc.compiler.binary import LoadedPass, as_loaded
 from nfc.compiler.driver import compile_graph
 from nfc.files import atomic_write
 from nfc.frontends.onnx import import_onnx
@@ -202,7 +202,7 @@ def sim_speed(models: Path, runs: int) -> dict:
     arch = load_target("virtex6")
     graph = import_onnx(models / "scene_parsing.onnx")
     result = compile_graph(graph, arch, "nfc")
-    prog = parse_program(program_bytes(result.program))
+    prog = as_loaded(result.program)
     rng = np.random.default_rng(0)
     x = {n.name: rng.uniform(-1, 1, n.attr("onnx_shape")).astype(np.float32) for n in graph.inputs}
     walls = []
@@ -215,10 +215,8 @@ def sim_speed(models: Path, runs: int) -> dict:
     macs = sum(p.useful_macs for p in sim.passes)
     # the two timing models side by side on the same passes (lenet5 on tiny: small enough for the naive one)
     tiny = load_target("tiny")
-    small = parse_program(
-        program_bytes(compile_graph(import_onnx(models / "lenet5.onnx"), tiny, "nfc").program)
-    )
-    passes = [s for s in small.steps if hasattr(s, "decoded")]
+    small = as_loaded(compile_graph(import_onnx(models / "lenet5.onnx"), tiny, "nfc").program)
+    passes = [s for s in small.steps if isinstance(s, LoadedPass)]
     fast, slow = [], []
     for _ in range(runs):
         t0 = time.perf_counter()

@@ -17,12 +17,12 @@ cycles, stall causes, busy cycles and the event counts of the power model (``sim
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from nfc.arch import ArchConfig
-from nfc.compiler.binary import LoadedPass, LoadedProgram, parse_program, program_bytes
+from nfc.compiler.binary import LoadedPass, LoadedProgram, as_loaded
 from nfc.compiler.decode import DecodedConv, DecodedPass, DecodedStream
 from nfc.compiler.grid import Lowered
 from nfc.compiler.program import HostStep, Program
@@ -76,13 +76,12 @@ class PassTiming:
 
 @dataclass
 class SimResult:
-    """A simulated run: outputs, memory, per-pass timing and totals."""
+    """A simulated run: outputs, memory and per-pass timing (``sim/report.py`` makes the totals)."""
 
     run: ProgramRun
     passes: list[PassTiming]
     host_steps: list[HostStep]
     arch: ArchConfig
-    totals: dict = field(default_factory=dict)
 
     @property
     def outputs(self) -> dict[str, np.ndarray]:
@@ -138,7 +137,6 @@ def time_pass(lp: LoadedPass, arch: ArchConfig) -> PassTiming:
             )
     beats = beat_times(config, p.beats, p.rate)
     wb = arch.word_bytes
-    ev = dict(config_words=len(lp.words))
     macs = mapper_ops = alu_ops = fifo_words = hops = read_bytes = write_bytes = 0
     busy: dict[str, int] = {}
     # -- read streams: arrival of every word at its tile ---------------------------------------------
@@ -262,7 +260,7 @@ def time_pass(lp: LoadedPass, arch: ArchConfig) -> PassTiming:
         router_hops=hops,
         dram_bytes_read=read_bytes,
         dram_bytes_written=write_bytes,
-        **ev,
+        config_words=len(lp.words),
     )
     return PassTiming(
         index=p.index,
@@ -287,7 +285,7 @@ def time_program(
 ) -> list[PassTiming]:
     """The timing of every pass, without computing any number: the grid is statically scheduled, so
     cycles do not depend on the data (``simulate`` gives the same timings with the outputs)."""
-    prog = parse_program(program_bytes(program)) if isinstance(program, Program) else program
+    prog = as_loaded(program)
     _check_target(prog, arch)
     out = []
     passes = [s for s in prog.steps if not isinstance(s, HostStep)]
@@ -315,7 +313,7 @@ def simulate(
 ) -> SimResult:
     """Run ``program`` on ``inputs`` (ONNX-shaped floats): numbers from the functional executor,
     cycles from :func:`time_pass`. ``progress(done, total)`` is called as steps complete."""
-    prog = parse_program(program_bytes(program)) if isinstance(program, Program) else program
+    prog = as_loaded(program)
     _check_target(prog, arch)
     state = start_run(prog, lowered, inputs)
     timings: list[PassTiming] = []

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from nfc.compiler.binary import LoadedPass, LoadedProgram, parse_program, program_bytes
+from nfc.compiler.binary import LoadedPass, LoadedProgram, as_loaded
 from nfc.compiler.decode import DecodedConv, DecodedMap, DecodedPass, DecodedStream
 from nfc.compiler.executor import eval_node
 from nfc.compiler.grid import HostLayer, Lowered
@@ -236,7 +236,7 @@ def run_program(
     program: Program | LoadedProgram, lowered: Lowered, inputs: Mapping[str, np.ndarray]
 ) -> ProgramRun:
     """Run ``program`` on ONNX-shaped float ``inputs``; host steps use ``lowered``'s host layers."""
-    prog = parse_program(program_bytes(program)) if isinstance(program, Program) else program
+    prog = as_loaded(program)
     state = start_run(prog, lowered, inputs)
     for step in prog.steps:
         run_pass(state, step)

@@ -308,7 +308,6 @@ def format_sim_report(rep: dict, max_passes: int = 0) -> str:
         note = ("+ fused " + ", ".join(lr["fused"])) if lr["fused"] else ""
         if lr["where"] == "host":
             note = f"host: {si(lr.get('host_ops', 0))} ops" + (f" ({lr['why']})" if lr.get("why") else "")
-        if lr["where"] == "host":
             rows.append([lr["name"], lr["type"], "host", "-"] + ["-"] * 10 + [note])
             continue
         rows.append(
