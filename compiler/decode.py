@@ -41,6 +41,7 @@ __all__ = [
     "DecodedAlu",
     "DecodedPass",
     "decode_pass",
+    "conv_order",
     "word_fields",
     "format_word",
     "format_fields",
@@ -578,3 +579,37 @@ def decode_pass(words: Iterable[int]) -> DecodedPass:
             )
         else:
             raise ws.error("does not start a group (PORT, CONV, MAP, ALU, RATE or GO)")
+
+
+def _tile_number(ref: str) -> int | None:
+    return int(ref.split(":")[1]) if ref.startswith("tile:") else None
+
+
+def conv_order(p: DecodedPass) -> list[tuple[DecodedConv, int | None, int | None]]:
+    """The pass's convolvers in an order in which every one's inputs exist, as
+    ``(unit, feeder, psum_tile)``: ``feeder`` is the tile whose output is the unit's input (a
+    pooling convolver after a chain; None: the unit reads its tile's next data stream),
+    ``psum_tile`` the tile whose output is its partial sum (None: the bias or the port).
+
+    A unit whose ``to`` names another convolver feeds that one's partial sum when that one takes
+    it (``psum_from``), else its input. Raises ``ValueError`` when the links allow no order."""
+    convs = {u.tile: u for u in p.convs}
+    feeders: dict[int, int] = {}
+    for u in p.convs:
+        dst = _tile_number(u.to)
+        if dst is not None and dst in convs and convs[dst].psum_from != f"tile:{u.tile}":
+            feeders[dst] = u.tile
+    order: list[tuple[DecodedConv, int | None, int | None]] = []
+    done: set[int] = set()
+    pending = list(p.convs)
+    while pending:
+        before = len(pending)
+        for u in list(pending):
+            feeder, src = feeders.get(u.tile), _tile_number(u.psum_from)
+            if (src is None or src in done) and (feeder is None or feeder in done):
+                order.append((u, feeder, src))
+                done.add(u.tile)
+                pending.remove(u)
+        if len(pending) == before:
+            raise ValueError(f"pass {p.index}: a convolver waits for data it never gets")
+    return order

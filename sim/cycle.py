@@ -23,7 +23,7 @@ import numpy as np
 
 from nfc.arch import ArchConfig
 from nfc.compiler.binary import LoadedPass, LoadedProgram, as_loaded
-from nfc.compiler.decode import DecodedConv, DecodedPass, DecodedStream
+from nfc.compiler.decode import DecodedConv, DecodedPass, DecodedStream, conv_order
 from nfc.compiler.grid import Lowered
 from nfc.compiler.program import HostStep, Program
 from nfc.compiler.timing import ALU_LATENCY, CONV_LATENCY, MAP_LATENCY, WRITE_LATENCY
@@ -116,10 +116,6 @@ def _windows(u: DecodedConv, rows: int, cols: int) -> tuple[int, int, np.ndarray
     return oh, ow, (y[:, None] * cols + x[None, :]).reshape(-1)
 
 
-def _tile_of(ref: str) -> int | None:
-    return int(ref.split(":")[1]) if ref.startswith("tile:") else None
-
-
 def time_pass(lp: LoadedPass, arch: ArchConfig) -> PassTiming:
     """The timing of one pass (``docs/architecture.md`` §13)."""
     p: DecodedPass = lp.decoded
@@ -159,66 +155,53 @@ def time_pass(lp: LoadedPass, arch: ArchConfig) -> PassTiming:
             data.setdefault(s.tile, []).append((s, beats[:n] + lat + n_hops * h))
     results: dict[int, np.ndarray] = {}  # tile -> time each word of its outgoing stream leaves it
     shapes: dict[int, tuple[int, int]] = {}  # tile -> (rows, cols) of that outgoing stream
-    convs = {u.tile: u for u in p.convs}
-    pending = list(p.convs)
-    incoming: dict[int, int] = {}  # pooling tile -> the tile feeding it
-    for u in p.convs:
-        dst = _tile_of(u.to)
-        if dst is not None and convs.get(dst) is not None and convs[dst].psum_from != f"tile:{u.tile}":
-            incoming[dst] = u.tile
-    while pending:
-        progress = False
-        for u in list(pending):
-            src = _tile_of(u.psum_from)
-            feeder = incoming.get(u.tile)
-            if (src is not None and src not in results) or (feeder is not None and feeder not in results):
-                continue
-            if feeder is not None:  # a pooling convolver reading the previous unit's output
-                rows, cols = shapes[feeder]
-                t_in = results[feeder] + h + u.delay
-                hops += t_in.size
-            else:
-                s, t_in = data[u.tile].pop(0)
-                rows, cols = s.rows, s.cols
-                t_in = t_in + u.delay
-                if u.delay:
-                    fifo_words += t_in.size
-            busy[f"conv:{u.tile}"] = busy.get(f"conv:{u.tile}", 0) + t_in.size
-            oh, ow, last = _windows(u, rows, cols)
-            ready = t_in[last]
-            if src is not None:
-                psum = results[src] + h
-                hops += psum.size
-            elif u.psum_from == "port":
-                ps = psum_streams[u.tile]
-                if ps.rows * ps.cols != oh * ow:
-                    raise ContractError(
-                        f"pass {p.index}: tile {u.tile} partial sums do not match its windows"
-                    )
-                # output synchronous: partial sum k is requested on the beat of the word completing window k
-                psum = beats[last] + lat + (len(ps.route) - 1) * h
-            else:
-                psum = None
-            if psum is not None:
-                skew = np.abs(psum - ready)
-                if skew.size and int(skew.max()) > fifo:
-                    raise ContractError(
-                        f"pass {p.index}: tile {u.tile}: data and partial sum are {int(skew.max())} cycles apart, "
-                        f"more than the {fifo}-word FIFO holds (the program needs a different alignment delay)"
-                    )
-                ready = np.maximum(ready, psum)
-            out = ready + CONV_LATENCY
-            macs += u.block[0] * u.block[1] * oh * ow
-            if u.act_tile >= 0:
-                out = out + MAP_LATENCY
-                mapper_ops += out.size
-                busy[f"map:{u.act_tile}"] = busy.get(f"map:{u.act_tile}", 0) + out.size
-            results[u.tile] = out
-            shapes[u.tile] = (oh, ow)
-            pending.remove(u)
-            progress = True
-        if not progress:
-            raise ContractError(f"pass {p.index}: a convolver waits for data it never gets")
+    try:
+        order = conv_order(p)
+    except ValueError as exc:
+        raise ContractError(str(exc)) from None
+    for u, feeder, src in order:
+        if feeder is not None:  # a pooling convolver reading the previous unit's output
+            rows, cols = shapes[feeder]
+            t_in = results[feeder] + h + u.delay
+            hops += t_in.size
+        elif data.get(u.tile):
+            s, t_in = data[u.tile].pop(0)
+            rows, cols = s.rows, s.cols
+            t_in = t_in + u.delay
+            if u.delay:
+                fifo_words += t_in.size
+        else:
+            raise ContractError(f"pass {p.index}: the convolver on tile {u.tile} has no data stream")
+        busy[f"conv:{u.tile}"] = busy.get(f"conv:{u.tile}", 0) + t_in.size
+        oh, ow, last = _windows(u, rows, cols)
+        ready = t_in[last]
+        if src is not None:
+            psum = results[src] + h
+            hops += psum.size
+        elif u.psum_from == "port":
+            ps = psum_streams[u.tile]
+            if ps.rows * ps.cols != oh * ow:
+                raise ContractError(f"pass {p.index}: tile {u.tile} partial sums do not match its windows")
+            # output synchronous: partial sum k is requested on the beat of the word completing window k
+            psum = beats[last] + lat + (len(ps.route) - 1) * h
+        else:
+            psum = None
+        if psum is not None:
+            skew = np.abs(psum - ready)
+            if skew.size and int(skew.max()) > fifo:
+                raise ContractError(
+                    f"pass {p.index}: tile {u.tile}: data and partial sum are {int(skew.max())} cycles apart, "
+                    f"more than the {fifo}-word FIFO holds (the program needs a different alignment delay)"
+                )
+            ready = np.maximum(ready, psum)
+        out = ready + CONV_LATENCY
+        macs += u.block[0] * u.block[1] * oh * ow
+        if u.act_tile >= 0:
+            out = out + MAP_LATENCY
+            mapper_ops += out.size
+            busy[f"map:{u.act_tile}"] = busy.get(f"map:{u.act_tile}", 0) + out.size
+        results[u.tile] = out
+        shapes[u.tile] = (oh, ow)
     for m in p.maps:
         if any(u.act_tile == m.tile for u in p.convs):
             continue

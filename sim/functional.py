@@ -18,7 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from nfc.compiler.binary import LoadedPass, LoadedProgram, as_loaded
-from nfc.compiler.decode import DecodedConv, DecodedMap, DecodedPass, DecodedStream
+from nfc.compiler.decode import DecodedConv, DecodedMap, DecodedPass, DecodedStream, conv_order
 from nfc.compiler.executor import eval_node
 from nfc.compiler.grid import HostLayer, Lowered
 from nfc.compiler.program import HostStep, Program
@@ -101,60 +101,36 @@ def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
             data.setdefault(s.tile, []).append(words)
     maps = {m.tile: m for m in p.maps}
     results: dict[int, np.ndarray] = {}  # tile -> stream leaving the tile
-    convs = {u.tile: u for u in p.convs}
-    # a chain is evaluated in order: a convolver whose partial sum or data comes from another tile
-    # waits until that tile's result exists
-    pending = list(p.convs)
-    incoming: dict[int, np.ndarray] = {}
-    while pending:
-        progress = False
-        for u in list(pending):
-            src_tile = int(u.psum_from.split(":")[1]) if u.psum_from.startswith("tile:") else None
-            if src_tile is not None and src_tile not in results:
-                continue
-            if u.tile in data:
-                x = data[u.tile].pop(0)
-                if src_tile is not None:
-                    psum = results[src_tile]
-                elif u.psum_from == "port":
-                    psum = psum_in[u.tile]
-                else:
-                    psum = None
-            elif u.tile in incoming:  # a pooling convolver fed by the previous unit's output
-                x = incoming.pop(u.tile)
-                psum = None
-            else:
-                continue
-            acc = _window(u, x)
-            if psum is None:
-                psum = np.full(acc.shape, u.bias if u.mode == "mac" else -(1 << (WORD_BITS - 1)), np.int64)
-            if psum.shape != acc.shape:
-                raise NfcError(
-                    f"pass {p.index}: tile {u.tile} chain shapes {psum.shape} vs {acc.shape} (program error)"
-                )
-            if u.mode == "mac":
-                out = saturate(psum + round_shift(acc, u.shift), WORD_BITS)[0]
-            else:
-                out = np.maximum(psum, acc)
-            if u.act_tile >= 0:
-                out = _mapper(maps[u.act_tile], out)
-            elif u.to == "port":
-                out = saturate(round_shift(out, u.out_shift), WORD_BITS)[0]
-            if u.to.startswith("tile:"):
-                dst = int(u.to.split(":")[1])
-                if convs[dst].psum_from == f"tile:{u.tile}":
-                    results[u.tile] = out
-                else:
-                    incoming[dst] = out
-                    results[u.tile] = out
-            else:
-                results[u.tile] = out
-            pending.remove(u)
-            progress = True
-        if not progress:
+    try:
+        order = conv_order(p)
+    except ValueError as exc:
+        raise NfcError(f"{exc} (program error)") from None
+    for u, feeder, src in order:
+        if feeder is not None:  # a pooling convolver fed by the previous unit's output
+            x, psum = results[feeder], None
+        elif data.get(u.tile):
+            x = data[u.tile].pop(0)
+            psum = results[src] if src is not None else psum_in[u.tile] if u.psum_from == "port" else None
+        else:
             raise NfcError(
-                f"pass {p.index}: convolver chain cannot be evaluated (a unit waits for data it never gets)"
+                f"pass {p.index}: the convolver on tile {u.tile} has no data stream (program error)"
             )
+        acc = _window(u, x)
+        if psum is None:
+            psum = np.full(acc.shape, u.bias if u.mode == "mac" else -(1 << (WORD_BITS - 1)), np.int64)
+        if psum.shape != acc.shape:
+            raise NfcError(
+                f"pass {p.index}: tile {u.tile} chain shapes {psum.shape} vs {acc.shape} (program error)"
+            )
+        if u.mode == "mac":
+            out = saturate(psum + round_shift(acc, u.shift), WORD_BITS)[0]
+        else:
+            out = np.maximum(psum, acc)
+        if u.act_tile >= 0:
+            out = _mapper(maps[u.act_tile], out)
+        elif u.to == "port":
+            out = saturate(round_shift(out, u.out_shift), WORD_BITS)[0]
+        results[u.tile] = out
     for m in p.maps:  # mappers of map passes (not after a convolver)
         if any(u.act_tile == m.tile for u in p.convs):
             continue
