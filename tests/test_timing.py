@@ -16,7 +16,7 @@ import pytest
 from helpers_nets import NETS, build_net
 
 from nfc.arch import ArchConfig, load_target
-from nfc.compiler.binary import LoadedPass, parse_program, program_bytes
+from nfc.compiler.binary import LoadedPass, as_loaded
 from nfc.compiler.decode import decode_pass
 from nfc.compiler.driver import compile_graph
 from nfc.compiler.encode import ALU_OPS, word
@@ -35,7 +35,7 @@ def _passes(net: str, target: str, policy: str, folder: Path) -> list[LoadedPass
     key = (net, target, policy)
     if key not in _PROGRAMS:
         result = compile_graph(build_net(net, folder), load_target(target), policy)
-        prog = parse_program(program_bytes(result.program))
+        prog = as_loaded(result.program)
         _PROGRAMS[key] = [s for s in prog.steps if isinstance(s, LoadedPass)]
     return _PROGRAMS[key]
 
