@@ -253,7 +253,7 @@ def speed_table(sp: dict) -> str:
     ref = sp["reference"]
     return "\n".join(
         [
-            "| simulator run | passes | simulated cycles | wall s (median) | simulated cycles/s | simulated MAC/s |",
+            "| simulator run | passes | simulated cycles | wall s (median) | simulated cycles/s | simulated useful MACs/s |",
             "|---|---|---|---|---|---|",
             f"| scene_parsing on virtex6, numbers + timing (goal <= {sp['goal_wall_s']:g} s) | {sp['passes']} | "
             f"{sp['simulated_cycles']:,} | {sp['wall_s_median']:.2f} | {sp['cycles_per_s'] / 1e6:.2f}M | "
