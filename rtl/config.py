@@ -1,0 +1,383 @@
+"""The configuration-bus decoder: 64-bit configuration words in, the pass's configuration registers out.
+
+The control CPU sends a pass as configuration words (``compiler/encode.py`` documents the format;
+``compiler/decode.py`` is the software twin of this decoder). Every word updates registers: one
+:data:`port_layout` per I/O port, one :data:`conv_layout`/:data:`map_layout`/:data:`alu_layout` per
+tile, one router selection per directed link, the beat rate and the beat count. ``PASS`` clears
+them all; ``GO`` ends the configuration.
+
+Routing is resolved here as the words arrive, the way a router configuration chain would: every
+stream carries a *source code* saying where its words enter the router it has reached so far (the
+tile's output, an I/O port, or the link from a neighbour). A ``ROUTE a b`` word points the link
+``a -> b`` at that source and moves the stream on to ``b``. After its route, a read stream's code
+says where its words enter its destination tile, a write stream's where they enter its port's tile.
+
+Source codes (the same at every router): ``0`` none, ``1`` the tile's output, ``2 + p`` I/O port
+``p``, ``2 + ports + d`` the link arriving from the neighbour in direction ``d`` (0 north, 1 east,
+2 south, 3 west).
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from nfc.arch import ArchConfig
+from nfc.compiler.encode import OPCODES
+
+__all__ = [
+    "port_layout",
+    "conv_layout",
+    "map_layout",
+    "alu_layout",
+    "source_bits",
+    "SRC_NONE",
+    "SRC_TILE",
+    "src_port",
+    "src_link",
+    "DIRECTIONS",
+    "neighbour",
+    "port_tiles",
+    "ConfigDecoder",
+]
+
+#: Directions of a router's links, in the order of their source codes.
+DIRECTIONS = ("north", "east", "south", "west")
+SRC_NONE = 0
+SRC_TILE = 1
+
+
+def src_port(port: int) -> int:
+    """Source code of I/O port ``port``."""
+    return 2 + port
+
+
+def src_link(arch: ArchConfig, direction: int) -> int:
+    """Source code of the link arriving from the neighbour in ``direction`` (index into DIRECTIONS)."""
+    return 2 + arch.io.ports + direction
+
+
+def source_bits(arch: ArchConfig) -> int:
+    return (2 + arch.io.ports + len(DIRECTIONS)).bit_length()
+
+
+def neighbour(arch: ArchConfig, tile: int, direction: int) -> int | None:
+    """The tile next to ``tile`` in ``direction``, or None at the edge of the grid."""
+    rows, cols = arch.grid.rows, arch.grid.cols
+    r, c = divmod(tile, cols)
+    dr, dc = ((-1, 0), (0, 1), (1, 0), (0, -1))[direction]
+    r, c = r + dr, c + dc
+    return r * cols + c if 0 <= r < rows and 0 <= c < cols else None
+
+
+def port_tiles(arch: ArchConfig) -> tuple[int, ...]:
+    """The tile whose router each I/O port attaches to (the compiler's perimeter walk)."""
+    from nfc.compiler.schedule import Geometry
+
+    return Geometry.of(arch).port_tile
+
+
+def tile_bits(arch: ArchConfig) -> int:
+    return max(1, (arch.grid.rows * arch.grid.cols - 1).bit_length())
+
+
+def port_layout(arch: ArchConfig) -> data.StructLayout:
+    """One I/O port's stream (``PORT`` .. ``PORT_STEP`` and its route), as its DMA engine takes it."""
+    word = signed(arch.numerics.word_bits)
+    return data.StructLayout(
+        {
+            "active": 1,
+            "write": 1,
+            "role": 2,  # 0 data, 1 partial sum, 2 output
+            "tile": 8,  # tile the stream is delivered to / taken from
+            "slot": 4,  # read data streams: order among the tile's data streams
+            "src": source_bits(arch),  # where the stream's words enter the router it has reached
+            "address": 32,
+            "map_h": 16,
+            "map_w": 16,
+            "rows": 16,
+            "cols": 16,
+            "r0": signed(16),
+            "c0": signed(16),
+            "pad_top": 8,
+            "pad_left": 8,
+            "pad_value": word,
+            "step_r": 8,
+            "step_c": 8,
+            "words": 32,
+        }
+    )
+
+
+def conv_layout(arch: ArchConfig) -> data.StructLayout:
+    """One tile's convolver (``CONV``, ``CONV_LINK``, ``CONV_SHIFT``, ``CONV_W``)."""
+    k = arch.tile.convolver_size
+    word = signed(arch.numerics.word_bits)
+    return data.StructLayout(
+        {
+            "active": 1,
+            "mode": 1,  # 0 mac, 1 max
+            "block_h": 4,
+            "block_w": 4,
+            "stride_h": 4,
+            "stride_w": 4,
+            "dil_h": 4,
+            "dil_w": 4,
+            "psum_src": 2,  # 0 bias, 1 port, 2 tile
+            "psum_tile": 8,
+            "to_tile": 1,  # output goes to another tile (else to a port)
+            "dest": 15,
+            "delay": 16,
+            "shift": signed(8),
+            "act": 1,  # output through the tile's mapper
+            "act_tile": 8,
+            "out_shift": signed(8),
+            "bias": word,
+            "kernel": data.ArrayLayout(word, k * k + (k * k) % 2),
+        }
+    )
+
+
+def map_layout(arch: ArchConfig) -> data.StructLayout:
+    s = arch.tile.mapper_segments
+    word = signed(arch.numerics.word_bits)
+    return data.StructLayout(
+        {
+            "active": 1,
+            "segments": 8,
+            "shift": signed(8),
+            "thresholds": data.ArrayLayout(word, s),
+            "offsets": data.ArrayLayout(word, s),
+            "slopes": data.ArrayLayout(signed(32), s),
+        }
+    )
+
+
+def alu_layout(arch: ArchConfig) -> data.StructLayout:
+    return data.StructLayout(
+        {"active": 1, "op": 3, "shift_a": signed(8), "shift_b": signed(8), "shift_out": signed(8)}
+    )
+
+
+class ConfigDecoder(wiring.Component):
+    """Decodes configuration words into the registers of a pass.
+
+    Parameters
+    ----------
+    arch : ArchConfig
+        The target: sizes of every register array.
+
+    Attributes
+    ----------
+    word : In(stream.Signature(64))
+        Configuration words. A word is taken on a cycle ``valid & accept``; ``ready`` is ``accept``.
+    accept : In(1)
+        The pass control's pacing: high on the last cycle of each word's ``cycles_per_word`` slot.
+    go : Out(1)
+        The word taken this cycle is ``GO`` (the registers hold the whole pass from the next cycle).
+    first : Out(1)
+        The word taken this cycle is ``PASS``.
+    ports : Out(ArrayLayout(port_layout, io.ports))
+    convs, maps, alus : Out(ArrayLayout(..., tiles))
+    links : Out(ArrayLayout(ArrayLayout(source code, 4), tiles))
+        ``links[a][d]``: the source router ``a`` sends over its link in direction ``d``.
+    rate_p, rate_q : Out(7)
+    beats : Out(32)
+    error : Out(1)
+        Sticky until ``PASS``: an unknown opcode, a route between tiles that are not neighbours, a
+        mapper after a convolver on another tile, a field out of range.
+    """
+
+    def __init__(self, arch: ArchConfig):
+        self.arch = arch
+        tiles = arch.grid.rows * arch.grid.cols
+        super().__init__(
+            {
+                "word": In(stream.Signature(64)),
+                "accept": In(1),
+                "go": Out(1),
+                "first": Out(1),
+                "ports": Out(data.ArrayLayout(port_layout(arch), arch.io.ports)),
+                "convs": Out(data.ArrayLayout(conv_layout(arch), tiles)),
+                "maps": Out(data.ArrayLayout(map_layout(arch), tiles)),
+                "alus": Out(data.ArrayLayout(alu_layout(arch), tiles)),
+                "links": Out(data.ArrayLayout(data.ArrayLayout(source_bits(arch), 4), tiles)),
+                "rate_p": Out(7),
+                "rate_q": Out(7),
+                "beats": Out(32),
+                "error": Out(1),
+            }
+        )
+
+    def elaborate(self, platform):
+        arch = self.arch
+        m = Module()
+        n_ports = arch.io.ports
+        tiles = arch.grid.rows * arch.grid.cols
+        cols = arch.grid.cols
+
+        ports = Signal.like(self.ports)
+        convs = Signal.like(self.convs)
+        maps = Signal.like(self.maps)
+        alus = Signal.like(self.alus)
+        links = Signal.like(self.links)
+        rate_p, rate_q, beats = Signal(7), Signal(7), Signal(32)
+        error = Signal()
+        # which port carries stream i of the pass (streams are numbered in PORT order)
+        stream_port = Signal(data.ArrayLayout(8, n_ports))
+        n_streams = Signal(range(n_ports + 1))
+        cur_port = Signal(8)  # the port whose PORT group is being read
+        data_slots = Signal(data.ArrayLayout(4, tiles))  # read data streams given to each tile so far
+        m.d.comb += [
+            self.ports.eq(ports),
+            self.convs.eq(convs),
+            self.maps.eq(maps),
+            self.alus.eq(alus),
+            self.links.eq(links),
+            self.rate_p.eq(rate_p),
+            self.rate_q.eq(rate_q),
+            self.beats.eq(beats),
+            self.error.eq(error),
+        ]
+
+        w = self.word.payload
+        op, fa, fb, fc, arg = w[56:64], w[48:56], w[40:48], w[32:40], w[0:32]
+        hi, lo = arg[16:32], arg[0:16]
+        take = Signal()
+        m.d.comb += [take.eq(self.word.valid & self.accept), self.word.ready.eq(self.accept)]
+        m.d.comb += [
+            self.go.eq(take & (op == OPCODES["GO"])),
+            self.first.eq(take & (op == OPCODES["PASS"])),
+        ]
+
+        def tile_ok(value):
+            return value < tiles
+
+        with m.If(take):
+            with m.Switch(op):
+                with m.Case(OPCODES["PASS"]):
+                    m.d.sync += [
+                        ports.eq(0),
+                        convs.eq(0),
+                        maps.eq(0),
+                        alus.eq(0),
+                        links.eq(0),
+                        n_streams.eq(0),
+                        data_slots.eq(0),
+                        error.eq(0),
+                    ]
+                with m.Case(OPCODES["PORT"]):
+                    p = ports[fa]
+                    read_data = (fb == 0) & (fc[0:2] == 0)
+                    m.d.sync += [
+                        cur_port.eq(fa),
+                        p.active.eq(1),
+                        p.write.eq(fb[0]),
+                        p.role.eq(fc[0:2]),
+                        p.tile.eq(arg),
+                        p.slot.eq(Mux(read_data, data_slots[arg], 0)),
+                        p.src.eq(Mux(fb[0], SRC_TILE, 2 + fa)),
+                        stream_port[n_streams].eq(fa),
+                        n_streams.eq(n_streams + 1),
+                    ]
+                    with m.If(read_data):
+                        m.d.sync += data_slots[arg].eq(data_slots[arg] + 1)
+                    with m.If((fa >= n_ports) | ~tile_ok(arg) | (n_streams == n_ports)):
+                        m.d.sync += error.eq(1)
+                with m.Case(OPCODES["PORT_ADDR"]):
+                    m.d.sync += ports[cur_port].address.eq(arg)
+                with m.Case(OPCODES["PORT_MAP"]):
+                    m.d.sync += [ports[cur_port].map_h.eq(hi), ports[cur_port].map_w.eq(lo)]
+                with m.Case(OPCODES["PORT_WIN"]):
+                    m.d.sync += [ports[cur_port].rows.eq(hi), ports[cur_port].cols.eq(lo)]
+                with m.Case(OPCODES["PORT_ORG"]):
+                    m.d.sync += [ports[cur_port].r0.eq(hi), ports[cur_port].c0.eq(lo)]
+                with m.Case(OPCODES["PORT_PAD"]):
+                    m.d.sync += [
+                        ports[cur_port].pad_top.eq(fa),
+                        ports[cur_port].pad_left.eq(fb),
+                        ports[cur_port].pad_value.eq(lo),
+                    ]
+                with m.Case(OPCODES["PORT_STEP"]):
+                    m.d.sync += [
+                        ports[cur_port].step_r.eq(fa),
+                        ports[cur_port].step_c.eq(fb),
+                        ports[cur_port].words.eq(arg),
+                    ]
+                with m.Case(OPCODES["ROUTE"]):
+                    p = ports[stream_port[arg[0:8]]]
+                    # direction of b seen from a, and of a seen from b
+                    out_dir, in_dir, ok = Signal(2), Signal(2), Signal()
+                    with m.If((fb + cols == fa) & tile_ok(fa)):
+                        m.d.comb += [out_dir.eq(0), in_dir.eq(2), ok.eq(1)]
+                    with m.Elif((fb == fa + 1) & (fa % cols != cols - 1) & tile_ok(fb)):
+                        m.d.comb += [out_dir.eq(1), in_dir.eq(3), ok.eq(1)]
+                    with m.Elif((fb == fa + cols) & tile_ok(fb)):
+                        m.d.comb += [out_dir.eq(2), in_dir.eq(0), ok.eq(1)]
+                    with m.Elif((fb + 1 == fa) & (fa % cols != 0) & tile_ok(fa)):
+                        m.d.comb += [out_dir.eq(3), in_dir.eq(1), ok.eq(1)]
+                    m.d.sync += [
+                        links[fa][out_dir].eq(p.src),
+                        p.src.eq(2 + n_ports + in_dir),
+                    ]
+                    with m.If(~ok | (arg >= n_streams)):
+                        m.d.sync += error.eq(1)
+                with m.Case(OPCODES["CONV"]):
+                    u = convs[fa]
+                    m.d.sync += [
+                        u.active.eq(1),
+                        u.mode.eq(fb[0]),
+                        u.block_h.eq(fc[4:8]),
+                        u.block_w.eq(fc[0:4]),
+                        u.stride_h.eq(arg[12:16]),
+                        u.stride_w.eq(arg[8:12]),
+                        u.dil_h.eq(arg[4:8]),
+                        u.dil_w.eq(arg[0:4]),
+                    ]
+                    with m.If(~tile_ok(fa)):
+                        m.d.sync += error.eq(1)
+                with m.Case(OPCODES["CONV_LINK"]):
+                    u = convs[fa]
+                    m.d.sync += [
+                        u.psum_src.eq(fb),
+                        u.psum_tile.eq(fc),
+                        u.to_tile.eq(arg[31]),
+                        u.dest.eq(arg[16:31]),
+                        u.delay.eq(arg[0:16]),
+                    ]
+                with m.Case(OPCODES["CONV_SHIFT"]):
+                    u = convs[fa]
+                    m.d.sync += [
+                        u.shift.eq(fb),
+                        u.act.eq(fc != 0),
+                        u.act_tile.eq(fc - 1),
+                        u.out_shift.eq(arg[16:24]),
+                        u.bias.eq(lo),
+                    ]
+                    with m.If((fc != 0) & (fc - 1 != fa)):  # the mapper after a convolver is its tile's
+                        m.d.sync += error.eq(1)
+                with m.Case(OPCODES["CONV_W"]):
+                    kernel = convs[fa].kernel
+                    m.d.sync += [kernel[fb].eq(hi), kernel[fb + 1].eq(lo)]
+                with m.Case(OPCODES["MAP"]):
+                    m.d.sync += [maps[fa].active.eq(1), maps[fa].segments.eq(fb), maps[fa].shift.eq(arg[0:8])]
+                with m.Case(OPCODES["MAP_SEG"]):
+                    m.d.sync += [maps[fa].thresholds[fb].eq(hi), maps[fa].offsets[fb].eq(lo)]
+                with m.Case(OPCODES["MAP_SLOPE"]):
+                    m.d.sync += maps[fa].slopes[fb].eq(arg)
+                with m.Case(OPCODES["ALU"]):
+                    m.d.sync += [
+                        alus[fa].active.eq(1),
+                        alus[fa].op.eq(fb),
+                        alus[fa].shift_out.eq(fc),
+                        alus[fa].shift_a.eq(hi[0:8]),
+                        alus[fa].shift_b.eq(lo[0:8]),
+                    ]
+                with m.Case(OPCODES["RATE"]):
+                    m.d.sync += [rate_p.eq(hi), rate_q.eq(lo)]
+                with m.Case(OPCODES["GO"]):
+                    m.d.sync += beats.eq(arg)
+                with m.Default():
+                    m.d.sync += error.eq(1)
+        return m
