@@ -503,6 +503,50 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- nfc rtl -------------------------------------------------------------------------------------------
+def cmd_rtl(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from nfc.arch import load_target
+    from nfc.rtl.emit import write_rtl
+
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise NfcError(f"-o {out}: exists and is not a directory")
+    arch = load_target(args.target)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NfcError(f"-o {out}: cannot create the directory ({exc.strerror or exc})") from None
+    from nfc.rtl.top import Accelerator
+
+    start = time.monotonic()
+    files = write_rtl(Accelerator(arch), arch, out)
+    data = files.data
+    if args.json:
+        doc = {
+            "files": {
+                "verilog": str(files.verilog),
+                "manifest": str(files.manifest),
+                "filelist": str(files.filelist),
+            },
+            "manifest": data,
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    top = next(m for m in data["modules"] if m["name"] == data["top"])
+    ins = sum(p["direction"] == "input" for p in top["ports"])
+    outs = len(top["ports"]) - ins
+    print(
+        f"{data['top']} for target {arch.name}: {len(data['modules'])} modules, top ports {ins} in / {outs} out "
+        f"({len(data['streams'])} streams), {data['verilog']['lines']} lines of Verilog "
+        f"({time.monotonic() - start:.1f} s)"
+    )
+    print(f"wrote {files.verilog}, {files.filelist}, {files.manifest}")
+    return 0
+
+
 def cmd_disasm(args: argparse.Namespace) -> int:
     from nfc.compiler.binary import disasm_text, read_program
 
@@ -662,6 +706,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--passes", type=int, default=0, metavar="N", help="also list the first N passes")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     s.set_defaults(func=cmd_simulate)
+
+    r = sub.add_parser(
+        "rtl",
+        help="generate the accelerator's Verilog for a target",
+        description="Elaborate the accelerator's Amaranth RTL for a target and write its Verilog "
+        "(nfc_<target>.v, top module nfc_<target>), a file list for simulators (files.f, paths "
+        "relative to the output directory) and a manifest of its modules and ports (manifest.json, "
+        "read back by parsing the Verilog). Each file is written atomically; the same target gives "
+        "the same bytes.",
+    )
+    r.add_argument("--target", "-t", default="virtex6", help="target name or .toml path (default: virtex6)")
+    r.add_argument("-o", "--output", default="build/rtl", help="output directory (default: build/rtl)")
+    r.add_argument("--json", action="store_true", help="print the files written and the manifest as JSON")
+    r.set_defaults(func=cmd_rtl)
 
     d = sub.add_parser(
         "disasm",
