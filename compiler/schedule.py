@@ -191,6 +191,9 @@ def _strips(layer: ConvLayer, arch: ArchConfig) -> list[tuple[int, int]]:
     sw = layer.stride[1]
     if span_h == 1:
         return [(0, OW)]  # no line buffer in use
+    # the K - 1 rows of line buffer hold span_h - 1 rows of the region: a dilated window's rows
+    # are further apart, so its region must be narrower
+    limit = min(limit, (arch.tile.convolver_size - 1) * limit // (span_h - 1))
     if span_w > limit:
         raise SchedulingError(
             f"layer {layer.name!r}: a window {span_w} words wide does not fit the convolver's line buffers "

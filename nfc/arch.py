@@ -20,7 +20,7 @@ from nfc.errors import TargetError
 
 __all__ = ["ArchConfig", "load_target", "list_targets", "BUILTIN_TARGETS"]
 
-BUILTIN_TARGETS = ("virtex6", "asic45", "tiny")
+BUILTIN_TARGETS = ("virtex6", "asic45", "tiny", "mid")
 
 
 def _f(lo: float, hi: float, doc: str, **kw: Any) -> Any:

@@ -134,7 +134,7 @@ def conv_layout(arch: ArchConfig) -> data.StructLayout:
             "act_tile": 8,
             "out_shift": signed(8),
             "bias": word,
-            "kernel": data.ArrayLayout(word, k * k + (k * k) % 2),
+            "kernel": data.ArrayLayout(word, k * k),  # tap order (nfc.rtl.convolver.tap_order)
         }
     )
 
@@ -216,6 +216,7 @@ class ConfigDecoder(wiring.Component):
         n_ports = arch.io.ports
         tiles = arch.grid.rows * arch.grid.cols
         cols = arch.grid.cols
+        k = arch.tile.convolver_size
 
         ports = Signal.like(self.ports)
         convs = Signal.like(self.convs)
@@ -358,8 +359,17 @@ class ConfigDecoder(wiring.Component):
                     with m.If((fc != 0) & (fc - 1 != fa)):  # the mapper after a convolver is its tile's
                         m.d.sync += error.eq(1)
                 with m.Case(OPCODES["CONV_W"]):
-                    kernel = convs[fa].kernel
-                    m.d.sync += [kernel[fb].eq(hi), kernel[fb + 1].eq(lo)]
+                    # weights b and b + 1 of the block's row-major kernel, stored in tap order (see
+                    # nfc.rtl.convolver.tap_order): row r = b // bw, column c = b % bw goes to tap
+                    # (bh - 1 - r, bw - 1 - c); a padding weight past the block is dropped
+                    u = convs[fa]
+                    bw = Mux(u.block_w == 0, 1, u.block_w)
+                    for index, value in ((fb, hi), (fb + 1, lo)):
+                        row, col = Signal(8), Signal(8)
+                        m.d.comb += [row.eq(index // bw), col.eq(index % bw)]
+                        tap = (u.block_h - 1 - row) * k + (u.block_w - 1 - col)
+                        with m.If(index < u.block_h * u.block_w):
+                            m.d.sync += u.kernel[tap[: (k * k - 1).bit_length()]].eq(value)
                 with m.Case(OPCODES["MAP"]):
                     m.d.sync += [maps[fa].active.eq(1), maps[fa].segments.eq(fb), maps[fa].shift.eq(arg[0:8])]
                 with m.Case(OPCODES["MAP_SEG"]):

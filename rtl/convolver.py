@@ -31,7 +31,7 @@ When (``docs/architecture.md`` section 13, item 4): with ``o.ready`` high, outpu
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, ResetInserter, Signal, Value, signed
+from amaranth.hdl import Module, Mux, ResetInserter, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 from nfc.arch import ArchConfig
 from nfc.rtl.window import WindowCounter
 
-__all__ = ["Convolver", "PIPELINE_SLACK"]
+__all__ = ["Convolver", "PIPELINE_SLACK", "tap_order"]
 
 #: Entries each join FIFO holds beyond ``tile.fifo_depth``: the words the pipeline keeps around a
 #: join (the contract's join is instantaneous; the hardware's takes these cycles). With this slack
@@ -88,6 +88,19 @@ def _tree(values: list[Value], op) -> Value:
     return values[0]
 
 
+def tap_order(kernel, block: tuple[int, int], k: int) -> list[int]:
+    """A block's row-major kernel (``block_h x block_w`` weights) as the K x K tap-order array the
+    convolver takes: window row ``i``, column ``j`` goes to ``(block_h - 1 - i) * K + block_w - 1 - j``."""
+    bh, bw = block
+    out = [0] * (k * k)
+    if not len(kernel):  # max mode: no weights
+        return out
+    for i in range(bh):
+        for j in range(bw):
+            out[(bh - 1 - i) * k + (bw - 1 - j)] = int(kernel[i * bw + j])
+    return out
+
+
 class Convolver(wiring.Component):
     """A K x K convolver (``K = arch.tile.convolver_size``) with its line buffers and join.
 
@@ -109,9 +122,11 @@ class Convolver(wiring.Component):
         Configuration of the input's size and the window, as on
         :class:`~nfc.rtl.window.WindowCounter`. ``block`` is at most K.
     kernel : In(data.ArrayLayout(signed(W), K * K))
-        Configuration: weights, row-major over the *block*: the weight of window row ``i``,
-        column ``j`` is ``kernel[i * block_w + j]``; entries past ``block_h * block_w`` are
-        ignored. Unused in max mode.
+        Configuration: weights in *tap order*: ``kernel[q * K + n]`` multiplies the word
+        ``q * dil_h`` rows above and ``n * dil_w`` columns left of the one completing the window,
+        i.e. window row ``block_h - 1 - q``, column ``block_w - 1 - n`` (:func:`tap_order` turns a
+        block's row-major kernel into this; the configuration decoder does the same in hardware).
+        Taps outside the block are ignored. Unused in max mode.
     shift : In(signed(8))
         Configuration: fraction bits dropped from the accumulator (negative: exact left shift).
     bias : In(signed(W))
@@ -286,21 +301,21 @@ class Convolver(wiring.Component):
             """The word ``q * dil_h`` rows above and ``n * dil_w`` columns left of the newest."""
             if n == 0:
                 return column[q]
-            return Array([column[q]] + [behind[i][q] for i in range(N)])[n * self.dil_w]
+            # n * dil_w columns back takes one of max_dilation registers: a small mux, not an index
+            word = behind[n - 1][q]
+            for d in range(2, self._max_dilation + 1):
+                word = Mux(self.dil_w == d, behind[n * d - 1][q], word)
+            return word
 
         # -- stage 1: products (mac) or masked taps (max), registered -----------------------------
-        weights = Array(self.kernel[i] for i in range(K * K))
         s1 = [Signal(signed(2 * W), name=f"s1_{q}_{n}") for q in range(K) for n in range(K)]
         m.d.sync += s1_valid.eq(accept & wc.done)
         staged = []
         for q in range(K):
             for n in range(K):
                 used = (q < self.block_h) & (n < self.block_w)
-                index = Signal(range(K * K), name=f"w_index_{q}_{n}")
-                # tap (q, n) is window row block_h - 1 - q, column block_w - 1 - n
-                m.d.comb += index.eq((self.block_h - 1 - q) * self.block_w + (self.block_w - 1 - n))
                 x = tap(q, n)
-                product = Mux(used, weights[index], 0) * x
+                product = Mux(used, self.kernel[q * K + n], 0) * x
                 staged.append(Mux(self.mode, Mux(used, x, lo_word), product))
         with m.If(accept & wc.done):
             m.d.sync += [reg.eq(value) for reg, value in zip(s1, staged, strict=True)]

@@ -55,11 +55,13 @@ class PassRecord:
 
 @dataclass
 class CosimResult:
-    """Every pass's record, the memory image after every step (index of the step -> copy)."""
+    """Every pass's record, the memory image after every step (index of the step -> copy), the final
+    memory image."""
 
     passes: list[PassRecord] = field(default_factory=list)
     images: dict[int, np.ndarray] = field(default_factory=dict)
     memory: np.ndarray | None = None
+    wall_s: float = 0.0  # wall seconds of the testbench loop (set by whoever times it)
 
 
 def signal_names(arch: ArchConfig) -> dict[str, str]:

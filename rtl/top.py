@@ -359,7 +359,7 @@ class Accelerator(wiring.Component):
                 cv.rows.eq(Mux(fed, f_rows, slot_rows)),
                 cv.cols.eq(Mux(fed, f_cols, slot_cols)),
                 cv.use_psum.eq(u.psum_src != 0),
-                cv.apply_out_shift.eq((u.mode == 0) & ~u.act & ~u.to_tile),
+                cv.apply_out_shift.eq(~u.act & ~u.to_tile),
                 cv.clear.eq(ctl.clear),
             ]
             for i in range(k * k):

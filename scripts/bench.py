@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--big", action="store_true", help="also measure compile time and memory of ResNet-18 and MobileNetV2"
     )
+    ap.add_argument(
+        "--no-rtl", action="store_true", help="leave out the cycle model vs RTL-on-Verilator speed comparison"
+    )
     args = ap.parse_args(argv)
     models = Path(args.models)
     names = [n for n in NETWORKS if not args.only or n in args.only.split(",")]
@@ -128,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             r["speedup_vs_luaflow"] = r["frames_per_s"] / base["frames_per_s"]
             r["utilisation_ratio_vs_luaflow"] = r["mac_utilisation"] / base["mac_utilisation"]
     speed = sim_speed(models, args.runs) if not args.only or "scene_parsing" in args.only.split(",") else None
+    rtl = rtl_speed(models, args.runs) if not args.no_rtl else None
     memory = [compile_memory(models, name) for name in names + (list(DEFERRED) if args.big else [])]
     doc = {
         "source": "cycle model (sim/cycle.py); estimate = compiler's analytical estimate",
@@ -135,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "rows": rows,
         "simulator_speed": speed,
+        "rtl_speed": rtl,
         "deferred": DEFERRED,
     }
     out = Path(args.out)
@@ -144,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     if speed is not None:
         print()
         print(speed_table(speed))
+    if rtl is not None:
+        print()
+        print(rtl_speed_table(rtl))
     print()
     print(memory_table(memory))
     for name, why in DEFERRED.items():
@@ -247,6 +255,119 @@ def sim_speed(models: Path, runs: int) -> dict:
             "speedup": statistics.median(slow) / statistics.median(fast),
         },
     }
+
+
+def rtl_speed(models: Path, runs: int) -> dict:
+    """The cycle model against the RTL on Verilator, on the same program (lenet5 on tiny): simulated
+    cycles per wall second for both, Verilator's build time apart. The RTL run is also checked: every
+    pass takes the cycle model's cycles and the final memory image is the functional executor's."""
+    import pickle
+    import tempfile
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from cocotb_support import assert_passed, run_cocotb
+
+    from nfc.rtl.emit import emit_verilog
+    from nfc.rtl.top import Accelerator
+    from nfc.sim.functional import start_run
+
+    arch = load_target("tiny")
+    graph = import_onnx(models / "lenet5.onnx")
+    result = compile_graph(graph, arch, "nfc")
+    prog = as_loaded(result.program)
+    rng = np.random.default_rng(0)
+    x = {n.name: rng.uniform(-1, 1, n.attr("onnx_shape")).astype(np.float32) for n in graph.inputs}
+    model_walls = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sim = simulate(prog, result.lowered, x, arch)
+        model_walls.append(time.perf_counter() - t0)
+    cycles = [p.cycles for p in sim.passes]
+
+    t0 = time.perf_counter()
+    text = emit_verilog(Accelerator(arch), "nfc_tiny")
+    emit_s = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        build = Path(tmp) / "verilator"
+        build.mkdir()
+        verilog = build / "nfc_tiny.v"
+        verilog.write_text(text)
+        t0 = time.perf_counter()
+        run_cocotb(verilog, "nfc_tiny", "cocotb_benches.cosim", "verilator", build, build_only=True)
+        build_s = time.perf_counter() - t0
+        memory = start_run(prog, result.lowered, x).mem
+        job, out = Path(tmp) / "job.pkl", Path(tmp) / "result.pkl"
+        job.write_bytes(
+            pickle.dumps(
+                {
+                    "arch": arch,
+                    "prog": prog,
+                    "memory": memory,
+                    "lowered": result.lowered,
+                    "max_passes": None,
+                    "keep_images": False,
+                }
+            )
+        )
+        rtl_walls, loop_walls = [], []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            outcomes = run_cocotb(
+                verilog,
+                "nfc_tiny",
+                "cocotb_benches.cosim",
+                "verilator",
+                build,
+                extra_env={"NFC_COSIM_JOB": str(job), "NFC_COSIM_RESULT": str(out)},
+            )
+            rtl_walls.append(time.perf_counter() - t0)
+            assert_passed(outcomes, {"run_program"})
+            res = pickle.loads(out.read_bytes())
+            loop_walls.append(res.wall_s)
+            rtl_cycles = [p.rtl_cycles for p in res.passes]
+            if rtl_cycles != cycles:
+                raise SystemExit("bench: the RTL's pass cycles differ from the cycle model's")
+            n = sim.run.memory.size
+            if not np.array_equal(res.memory[:n], sim.run.memory[:n]):
+                raise SystemExit("bench: the RTL's final memory image differs from the functional executor's")
+    total = sum(cycles)
+    model = statistics.median(model_walls)
+    rtl = statistics.median(loop_walls)
+    return {
+        "program": "lenet5 on tiny (nfc)",
+        "passes": len(cycles),
+        "cycles": total,
+        "cycle_model_s_median": model,
+        "rtl_testbench_s_median": rtl,
+        "rtl_process_s_median": statistics.median(rtl_walls),
+        "verilog_emit_s": emit_s,
+        "verilator_build_s": build_s,
+        "cycle_model_cycles_per_s": total / model,
+        "rtl_cycles_per_s": total / rtl,
+        "ratio": (total / model) / (total / rtl),
+        "runs": runs,
+    }
+
+
+def rtl_speed_table(r: dict) -> str:
+    return "\n".join(
+        [
+            "| simulator (same program, numbers + timing) | passes | simulated cycles | wall s (median) | "
+            "simulated cycles/s |",
+            "|---|---|---|---|---|",
+            f"| cycle model (nfc simulate) | {r['passes']} | {r['cycles']:,} | {r['cycle_model_s_median']:.2f} | "
+            f"{r['cycle_model_cycles_per_s'] / 1e3:,.0f}k |",
+            f"| RTL on Verilator (cocotb testbench loop) | {r['passes']} | {r['cycles']:,} | "
+            f"{r['rtl_testbench_s_median']:.2f} | {r['rtl_cycles_per_s'] / 1e3:,.1f}k |",
+            "",
+            f"{r['program']}: cycle model / Verilator: {r['ratio']:.1f}x; every pass the same cycles, the same "
+            f"final memory image",
+            f"apart: Verilog emission {r['verilog_emit_s']:.1f} s, Verilator build {r['verilator_build_s']:.1f} s, "
+            f"Verilator process per run (start-up included) {r['rtl_process_s_median']:.1f} s",
+        ]
+    )
 
 
 def speed_table(sp: dict) -> str:

@@ -128,6 +128,7 @@ def run_cocotb(
     *,
     testcase: str | None = None,
     seed: int = 1,
+    build_only: bool = False,
 ) -> dict[str, CocotbOutcome]:
     """Build ``verilog_path`` for ``simulator`` and run the cocotb tests of ``test_module`` on it.
 
@@ -151,6 +152,9 @@ def run_cocotb(
         Run only the cocotb test of this name.
     seed : int
         cocotb's random seed (benches draw from their own seeded generators anyway).
+    build_only : bool
+        Build (or find the build up to date) and return ``{}`` without running anything: to time
+        the build apart from the simulation.
 
     Returns
     -------
@@ -201,6 +205,8 @@ def run_cocotb(
                     f"{simulator} build of {verilog_path} failed ({exc}):\n{_tail(build_log)}"
                 ) from None
             key_file.write_text(key)
+        if build_only:
+            return {}
         results.unlink(missing_ok=True)
         try:
             runner.test(

@@ -19,7 +19,7 @@ def _raw(name: str) -> dict:
 
 
 def test_shipped_targets_load():
-    assert list_targets() == ("virtex6", "asic45", "tiny")
+    assert list_targets() == ("virtex6", "asic45", "tiny", "mid")
     for name in list_targets():
         cfg = load_target(name)
         assert isinstance(cfg, ArchConfig)

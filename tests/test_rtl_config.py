@@ -18,6 +18,7 @@ from nfc.compiler.binary import LoadedPass, as_loaded
 from nfc.compiler.driver import compile_graph
 from nfc.compiler.encode import ALU_OPS, word
 from nfc.rtl.config import SRC_TILE, ConfigDecoder, neighbour, port_tiles, src_link, src_port
+from nfc.rtl.convolver import tap_order
 
 
 def _direction(arch, a: int, b: int) -> int:
@@ -132,7 +133,7 @@ def _check_pass(arch, lp: LoadedPass, got) -> None:
         assert c["to_tile"] == u.to.startswith("tile:")
         if u.to.startswith("tile:"):
             assert c["dest"] == int(u.to.split(":")[1])
-        assert c["kernel"][: len(u.kernel)] == list(u.kernel)
+        assert c["kernel"] == tap_order(u.kernel, u.block, arch.tile.convolver_size)
     for mp in p.maps:
         g = got["maps"][mp.tile]
         n = len(mp.slopes)

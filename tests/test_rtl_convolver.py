@@ -30,7 +30,7 @@ from amaranth.sim import Simulator
 from nfc.arch import ArchConfig, load_target
 from nfc.compiler.timing import CONV_LATENCY
 from nfc.numerics import round_shift, saturate
-from nfc.rtl.convolver import PIPELINE_SLACK, Convolver
+from nfc.rtl.convolver import PIPELINE_SLACK, Convolver, tap_order
 from nfc.rtl.window import WindowCounter
 from nfc.sim.cycle import ContractError
 from nfc.sim.naive import _LineBuffer
@@ -347,7 +347,8 @@ def set_config(ctx, dut: Convolver, c: Case) -> None:
     )
     for name, value in values.items():
         ctx.set(getattr(dut, name), value)
-    kernel = c.kernel + [0] * (dut.kernel.shape().length - len(c.kernel))
+    k = round(dut.kernel.shape().length ** 0.5)
+    kernel = tap_order(c.kernel, c.block, k)
     for i, w in enumerate(kernel):
         ctx.set(dut.kernel[i], w)
 

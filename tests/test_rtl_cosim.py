@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cocotb_support import assert_passed, cache_dir, run_cocotb
-from helpers_nets import build_net
+from helpers_nets import NETS, build_net
 
 from nfc.arch import load_target
 from nfc.compiler.binary import as_loaded
 from nfc.compiler.driver import compile_graph
+from nfc.frontends.onnx import import_onnx
 from nfc.rtl.cosim import compare, cosim_amaranth, format_table
 from nfc.rtl.emit import emit_verilog
 from nfc.rtl.top import Accelerator
@@ -31,22 +32,12 @@ def _inputs(graph, seed: int) -> dict[str, np.ndarray]:
     return {n.name: rng.uniform(-1, 1, n.attr("onnx_shape")).astype(np.float32) for n in graph.inputs}
 
 
-def run_cosim(
-    net: str,
-    target: str,
-    policy: str,
-    folder,
-    seed: int = 0,
-    max_passes: int | None = None,
-    simulator: str = "amaranth",
-):
-    """Compile ``net`` for ``target``, run it on the RTL in ``simulator`` (amaranth, icarus or
-    verilator) and compare every pass with the cycle model; print the table."""
-    arch = load_target(target)
-    graph = build_net(net, folder)
+def cosim(graph, arch, policy: str, inputs, folder, simulator: str, max_passes: int | None = None, title=""):
+    """Compile ``graph`` for ``arch``, run it on the RTL in ``simulator`` (amaranth, icarus or
+    verilator) with ``inputs`` and compare every pass with the cycle model; print the table.
+    Returns (CosimResult, rows, compile result)."""
     result = compile_graph(graph, arch, policy)
     prog = as_loaded(result.program)
-    inputs = _inputs(graph, seed)
     memory = start_run(prog, result.lowered, inputs).mem.copy()
     if simulator == "amaranth":
 
@@ -57,7 +48,24 @@ def run_cosim(
     else:
         res = _cosim_cocotb(arch, prog, memory, result.lowered, max_passes, simulator, Path(folder))
     rows = compare(arch, prog, res, result.lowered, inputs)
-    print(format_table(f"{net} on {target} ({policy}, {simulator})", rows))
+    print(format_table(f"{title or graph.name} on {arch.name} ({policy}, {simulator})", rows))
+    return res, rows, result
+
+
+def run_cosim(
+    net: str,
+    target: str,
+    policy: str,
+    folder,
+    seed: int = 0,
+    max_passes: int | None = None,
+    simulator: str = "amaranth",
+):
+    """A network of ``tests/helpers_nets.py`` with random inputs through :func:`cosim`."""
+    graph = build_net(net, folder)
+    res, rows, _ = cosim(
+        graph, load_target(target), policy, _inputs(graph, seed), folder, simulator, max_passes, title=net
+    )
     return res, rows
 
 
@@ -102,13 +110,56 @@ def _check(res, rows) -> None:
     assert not bad, f"(pass, model cycles, RTL cycles, mismatching words): {bad}"
 
 
-@pytest.mark.parametrize("net", ["conv_pool_linear"])
-def test_cosim_amaranth_first_passes(tmp_path, net):
-    res, rows = run_cosim(net, "tiny", "nfc", tmp_path, max_passes=3)
+def test_cosim_amaranth_first_passes(tmp_path):
+    """Amaranth's own simulator (slow: a few passes)."""
+    res, rows = run_cosim("conv_pool_linear", "tiny", "nfc", tmp_path, max_passes=3)
     _check(res, rows)
 
 
-@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
-def test_cosim_cocotb_first_passes(tmp_path, simulator):
-    res, rows = run_cosim("conv_pool_linear", "tiny", "nfc", tmp_path, max_passes=2, simulator=simulator)
+def test_cosim_icarus_whole_program(tmp_path):
+    """Every pass of a small network on Icarus Verilog."""
+    res, rows = run_cosim("conv_pool_linear", "tiny", "nfc", tmp_path, simulator="icarus")
     _check(res, rows)
+    assert len(rows) > 100
+
+
+@pytest.mark.parametrize("net,policy", [("residual", "nfc"), ("upsample_pad", "luaflow")])
+def test_cosim_verilator_whole_program(tmp_path, net, policy):
+    """Every pass of small networks (chains, partial sums, ALU, copies, borders, strided writes)
+    on Verilator."""
+    res, rows = run_cosim(net, "tiny", policy, tmp_path, seed=1, simulator="verilator")
+    _check(res, rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+@pytest.mark.parametrize("policy", ["nfc", "luaflow"])
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_cosim_every_small_network(tmp_path, net, policy, simulator):
+    res, rows = run_cosim(net, "tiny", policy, tmp_path, seed=2, simulator=simulator)
+    _check(res, rows)
+
+
+@pytest.mark.slow
+def test_cosim_digits_on_mid(tmp_path, benchmark_dir):
+    """The digits classifier (a real benchmark network) on real digits, on the mid-size target."""
+    data = np.load(benchmark_dir / "digits_test.npz")
+    graph = import_onnx(benchmark_dir / "digits.onnx")
+    arch = load_target("mid")
+    name = graph.inputs[0].name
+    for k in range(3):
+        x = data["X_test"][k : k + 1].astype(np.float32)
+        res, rows, result = cosim(graph, arch, "nfc", {name: x}, tmp_path, "verilator", title=f"digits #{k}")
+        _check(res, rows)
+        # the class the RTL computes is onnxruntime's on the float network
+        out_name, buf, shape = as_loaded(result.program).outputs[0]
+        b = as_loaded(result.program).buffer(buf)
+        words = res.memory[b.address : b.address + int(np.prod(b.shape))]
+        session_class = int(np.argmax(_onnx(benchmark_dir / "digits.onnx", name, x)))
+        assert int(np.argmax(words)) == session_class, f"digit {k} (label {int(data['y_test'][k])})"
+
+
+def _onnx(path, name, x):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {name: x})[0]

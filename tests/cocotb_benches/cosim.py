@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 
 import cocotb
 from cocotb.clock import Clock
@@ -69,6 +70,10 @@ async def run_program(dut):
     def host(mem, step):
         run_pass(RunState(prog, lowered, mem), step)
 
-    result = await drive_program(bus, arch, prog, memory, host, max_passes=max_passes)
+    t0 = time.perf_counter()
+    result = await drive_program(
+        bus, arch, prog, memory, host, max_passes=max_passes, keep_images=job.get("keep_images", True)
+    )
+    result.wall_s = time.perf_counter() - t0
     with open(os.environ["NFC_COSIM_RESULT"], "wb") as f:
         pickle.dump(result, f)
