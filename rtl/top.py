@@ -15,14 +15,13 @@ raises ``error`` instead).
   A data read stream requests one word per beat; a partial-sum stream requests a word when the data
   stream of its tile's convolver requests the word that completes a window (its own
   :class:`~nfc.rtl.window.WindowCounter` follows that stream).
-* **Routers.** Each directed link between neighbouring tiles is a :class:`~nfc.rtl.pipeline.DelayLine`
-  of ``tile.router_latency`` cycles fed by the source the configuration chose (the tile's output, a
-  port at this router, or an incoming link). A tile's operators take their inputs from the sources
-  where their streams arrive, in stream order (``slot``), with no further delay.
-* **Tiles.** One convolver (behind its alignment delay), one mapper, one ALU. A convolver's partial
-  sum or a pooling convolver's input may come from another tile's output over a chain link (one hop).
-  The tile's output is its ALU's, else its stand-alone mapper's, else its convolver's (through the
-  mapper when ``act``), else a copy of its next read stream.
+* **Routers** (:class:`~nfc.rtl.router.Router`, one per tile). Each directed link between
+  neighbouring tiles is a hop of ``tile.router_latency`` cycles carrying the source the configuration
+  chose (the tile's output, a port at this router, or an incoming link). A tile's operators take
+  their inputs where their streams arrive, in stream order (``slot``), with no further delay.
+* **Tiles** (:class:`~nfc.rtl.tile.Tile`). One convolver (behind its alignment delay), one mapper,
+  one ALU. A convolver's partial sum, or a pooling convolver's input, may come from another tile's
+  output over a chain link (one hop, ``tile.router_latency`` cycles).
 """
 
 from __future__ import annotations
@@ -33,14 +32,13 @@ from amaranth.lib.wiring import In, Out
 
 from nfc.arch import ArchConfig
 from nfc.errors import NfcError
-from nfc.rtl.alu import Alu
 from nfc.rtl.beat import BeatGenerator
-from nfc.rtl.config import DIRECTIONS, SRC_TILE, ConfigDecoder, neighbour, port_tiles, src_link, src_port
+from nfc.rtl.config import DIRECTIONS, ConfigDecoder, neighbour, port_tiles
 from nfc.rtl.control import PassControl
-from nfc.rtl.convolver import Convolver
 from nfc.rtl.dma import ReadDma, WriteDma
-from nfc.rtl.mapper import Mapper
-from nfc.rtl.pipeline import AlignDelay, DelayLine
+from nfc.rtl.pipeline import DelayLine
+from nfc.rtl.router import Router, input_slots
+from nfc.rtl.tile import Tile
 from nfc.rtl.window import WindowCounter
 
 __all__ = ["Accelerator", "memory_signature", "port_tiles"]
@@ -79,28 +77,6 @@ def check_buildable(arch: ArchConfig) -> None:
             f"target {arch.name!r}: the RTL's configuration fields hold 16-bit words; "
             f"numerics.word_bits must be 16, not {arch.numerics.word_bits}"
         )
-
-
-class _Source:
-    """A (valid, payload) pair offered to a router or an operator."""
-
-    def __init__(self, valid, payload):
-        self.valid, self.payload = valid, payload
-
-
-def _select(m: Module, code, sources: dict[int, _Source], word, name: str) -> _Source:
-    """The source whose code is ``code`` (nothing for any other code)."""
-    out = _Source(Signal(name=f"{name}_valid"), Signal(word, name=f"{name}_payload"))
-    with m.Switch(code):
-        for c, s in sources.items():
-            with m.Case(c):
-                m.d.comb += [out.valid.eq(s.valid), out.payload.eq(s.payload)]
-    return out
-
-
-def _feed(m: Module, port: stream.Interface, src: _Source, enable=1) -> None:
-    """Drive an input stream from a source (the consumer side is always ready in the grid)."""
-    m.d.comb += [port.valid.eq(src.valid & enable), port.payload.eq(src.payload)]
 
 
 class Accelerator(wiring.Component):
@@ -155,8 +131,6 @@ class Accelerator(wiring.Component):
         n_ports = arch.io.ports
         tiles = arch.grid.rows * arch.grid.cols
         h = arch.tile.router_latency
-        k = arch.tile.convolver_size
-        at = port_tiles(arch)
         errors = []
 
         # -- configuration and pass control ---------------------------------------------------------
@@ -210,7 +184,6 @@ class Accelerator(wiring.Component):
                 ]
             with m.Elif(cfg.active):
                 m.d.comb += [mem.req_valid.eq(rd.req_valid), mem.req_addr.eq(rd.req_addr)]
-            m.d.comb += rd.o.ready.eq(1)
             errors += [rd.error & cfg.active & ~cfg.write, wr.error & cfg.active & cfg.write]
             reads.append(rd)
             writes.append(wr)
@@ -248,170 +221,73 @@ class Accelerator(wiring.Component):
             ]
             m.d.comb += reads[p].advance.eq(data_req[p] | (is_psum & watched & wc.done & ~reads[p].done))
 
-        # -- tiles: operator outputs (filled in below, used by routers and chain links) ---------------
-        tile_out = [
-            _Source(Signal(name=f"tile{t}_out_valid"), Signal(word, name=f"tile{t}_out"))
-            for t in range(tiles)
-        ]
-        # chain links: every tile's output, one hop later, for the convolvers that take it
-        chain = []
+        # -- tiles and routers -------------------------------------------------------------------------
+        n_slots = input_slots(arch)
+        tile_units = [Tile(arch) for _ in range(tiles)]
+        routers = [Router(arch, t) for t in range(tiles)]
         for t in range(tiles):
-            m.submodules[f"chain{t}"] = line = DelayLine(word, h)
-            _feed(m, line.i, tile_out[t])
-            m.d.comb += line.o.ready.eq(1)
-            chain.append(_Source(line.o.valid, line.o.payload))
-
-        # -- routers ----------------------------------------------------------------------------------
-        # sources[t]: code -> what enters router t under that code
-        sources: list[dict[int, _Source]] = [{SRC_TILE: tile_out[t]} for t in range(tiles)]
-        for p in range(n_ports):
-            sources[at[p]][src_port(p)] = _Source(reads[p].o.valid, reads[p].o.payload)
-        link_out: dict[tuple[int, int], _Source] = {}
-        for t in range(tiles):
-            for d in range(len(DIRECTIONS)):
-                if neighbour(arch, t, d) is None:
-                    continue
-                m.submodules[f"link{t}_{DIRECTIONS[d]}"] = line = DelayLine(word, h)
-                link_out[(t, d)] = _Source(line.o.valid, line.o.payload)
-                m.d.comb += line.o.ready.eq(1)
-        for (t, d), out in link_out.items():
-            # what tile n = neighbour(t, d) receives from t arrives from direction opposite d
-            n = neighbour(arch, t, d)
-            sources[n][src_link(arch, (d + 2) % 4)] = out
-        for (t, d), _ in link_out.items():
-            line = m.submodules[f"link{t}_{DIRECTIONS[d]}"]
-            _feed(m, line.i, _select(m, dec.links[t][d], sources[t], word, f"route{t}_{DIRECTIONS[d]}"))
-
-        # write ports take the source their stream's route ends on at the port's router
-        for p in range(n_ports):
-            cfg = ports[p]
-            src = _select(m, cfg.src, sources[at[p]], word, f"wport{p}")
-            _feed(m, writes[p].i, src, cfg.active & cfg.write)
-
-        # -- tiles --------------------------------------------------------------------------------------
-        max_slots = arch.io.max_read_ports + 1
-        for t in range(tiles):
-            u, mp, al = convs[t], maps[t], alus[t]
-            # the read streams delivered to this tile, in stream order, and its partial-sum stream
-            slot_code = [
-                Signal(range(1 << len(ports[0].src)), name=f"tile{t}_slot{n}") for n in range(max_slots)
-            ]
-            slot_rows, slot_cols = Signal(16), Signal(16)
-            psum_code = Signal(len(ports[0].src), name=f"tile{t}_psum_code")
+            m.submodules[f"tile{t}"], m.submodules[f"router{t}"] = tile_units[t], routers[t]
+        for t, (tl, rt) in enumerate(zip(tile_units, routers, strict=True)):
+            wiring.connect(m, tl.o, rt.tile_out)
+            for p in rt.ports_here:
+                wiring.connect(m, reads[p].o, getattr(rt, f"port_{p}"))
+                wiring.connect(m, getattr(rt, f"write_{p}"), writes[p].i)
+                m.d.comb += getattr(rt, f"write_sel_{p}").eq(
+                    Mux(ports[p].active & ports[p].write, ports[p].src, 0)
+                )
+            for d in rt.directions:
+                n = neighbour(arch, t, d)
+                back = DIRECTIONS[(d + 2) % 4]
+                wiring.connect(m, getattr(rt, f"to_{DIRECTIONS[d]}"), getattr(routers[n], f"from_{back}"))
+                m.d.comb += rt.link_sel[d].eq(dec.links[t][d])
+            for n in range(n_slots):
+                wiring.connect(m, rt.slots[n], tl.slots[n])
+            wiring.connect(m, rt.psum, tl.psum)
+            # where this tile's read streams end: their source codes at this router, by slot
             for p in range(n_ports):
                 cfg = ports[p]
                 mine = cfg.active & ~cfg.write & (cfg.tile == t)
-                for n in range(max_slots):
+                for n in range(n_slots):
                     with m.If(mine & (cfg.role == 0) & (cfg.slot == n)):
-                        m.d.comb += slot_code[n].eq(cfg.src)
-                        if n == 0:
-                            m.d.comb += [slot_rows.eq(cfg.rows), slot_cols.eq(cfg.cols)]
+                        m.d.comb += rt.slot_sel[n].eq(cfg.src)
                 with m.If(mine & (cfg.role == 1)):
-                    m.d.comb += psum_code.eq(cfg.src)
-            # a tile's operators never read the tile's own output (no loop through the router)
-            inputs = {code: src for code, src in sources[t].items() if code != SRC_TILE}
-            slots = [_select(m, slot_code[n], inputs, word, f"tile{t}_in{n}") for n in range(max_slots)]
-            psum_in = _select(m, psum_code, inputs, word, f"tile{t}_psum")
+                    m.d.comb += rt.psum_sel.eq(cfg.src)
+            m.d.comb += [tl.conv.eq(convs[t]), tl.map.eq(maps[t]), tl.alu.eq(alus[t]), tl.clear.eq(ctl.clear)]
+            errors.append(tl.error)
 
-            # a convolver on another tile whose output is this convolver's input (pooling after a chain)
-            feeder = Signal(8, name=f"tile{t}_feeder")
-            fed = Signal(name=f"tile{t}_fed")
-            f_rows, f_cols = Signal(16), Signal(16)
+        # chain links: every tile's output, one hop later, for a convolver that chains from it or pools it
+        chain = []
+        for t in range(tiles):
+            m.submodules[f"chain{t}"] = line = DelayLine(word, h)
+            m.d.comb += [line.i.valid.eq(tile_units[t].o.valid), line.i.payload.eq(tile_units[t].o.payload)]
+            m.d.comb += line.o.ready.eq(1)
+            chain.append(line.o)
+        for t in range(tiles):
+            u, tl = convs[t], tile_units[t]
+            feeder, fed = Signal(8, name=f"tile{t}_feeder"), Signal(name=f"tile{t}_fed")
             for f in range(tiles):
                 uf = convs[f]
-                is_feeder = (
+                with m.If(
                     uf.active & uf.to_tile & (uf.dest == t) & ~((u.psum_src == 2) & (u.psum_tile == f))
-                )
-                with m.If(is_feeder):
+                ):
                     m.d.comb += [feeder.eq(f), fed.eq(1)]
-            chain_in = _select(
-                m, Mux(u.psum_src == 2, u.psum_tile, feeder), dict(enumerate(chain)), word, f"tile{t}_chain"
-            )
-
-            # the convolver's input shape: its data stream's region, or its feeder's output
-            feeder_shape = self._output_shapes(m, convs, t, tiles, ports, n_ports)
-            m.d.comb += [f_rows.eq(feeder_shape[0]), f_cols.eq(feeder_shape[1])]
-
-            m.submodules[f"align{t}"] = align = AlignDelay(word, arch.tile.fifo_depth)
-            m.submodules[f"conv{t}"] = cv = Convolver(arch)
-            m.submodules[f"map{t}"] = mapper = Mapper(arch)
-            m.submodules[f"alu{t}"] = alu = Alu(arch)
-            conv_in = _Source(
-                Mux(fed, chain_in.valid, slots[0].valid), Mux(fed, chain_in.payload, slots[0].payload)
-            )
-            _feed(m, align.i, conv_in, u.active)
-            m.d.comb += [align.delay.eq(u.delay), align.clear.eq(ctl.clear)]
-            wiring.connect(m, align.o, cv.data)
-            for f in (
-                "mode",
-                "block_h",
-                "block_w",
-                "stride_h",
-                "stride_w",
-                "dil_h",
-                "dil_w",
-                "shift",
-                "bias",
-                "out_shift",
-            ):
-                m.d.comb += getattr(cv, f).eq(getattr(u, f))
+            source = Mux(u.psum_src == 2, u.psum_tile, feeder)
+            with m.Switch(source):
+                for f in range(tiles):
+                    with m.Case(f):
+                        m.d.comb += [tl.chain.valid.eq(chain[f].valid), tl.chain.payload.eq(chain[f].payload)]
+            # the convolver's input size: its data stream's region, or its feeder's output
+            rows, cols = Signal(16, name=f"tile{t}_rows"), Signal(16, name=f"tile{t}_cols")
+            for p in range(n_ports):
+                cfg = ports[p]
+                with m.If(cfg.active & ~cfg.write & (cfg.role == 0) & (cfg.tile == t) & (cfg.slot == 0)):
+                    m.d.comb += [rows.eq(cfg.rows), cols.eq(cfg.cols)]
+            fed_rows, fed_cols = self._output_shapes(m, convs, t, tiles, ports, n_ports)
             m.d.comb += [
-                cv.rows.eq(Mux(fed, f_rows, slot_rows)),
-                cv.cols.eq(Mux(fed, f_cols, slot_cols)),
-                cv.use_psum.eq(u.psum_src != 0),
-                cv.apply_out_shift.eq(~u.act & ~u.to_tile),
-                cv.clear.eq(ctl.clear),
+                tl.fed.eq(fed),
+                tl.rows.eq(Mux(fed, fed_rows, rows)),
+                tl.cols.eq(Mux(fed, fed_cols, cols)),
             ]
-            for i in range(k * k):
-                m.d.comb += cv.kernel[i].eq(u.kernel[i])
-            psum = _Source(
-                Mux(u.psum_src == 2, chain_in.valid, psum_in.valid),
-                Mux(u.psum_src == 2, chain_in.payload, psum_in.payload),
-            )
-            _feed(m, cv.psum, psum, u.active & (u.psum_src != 0))
-
-            # the mapper: after the convolver, or on the tile's next read stream
-            conv_slot = u.active & ~fed
-            standalone_map = mp.active & ~(u.active & u.act)
-            map_src = _select(m, conv_slot, {0: slots[0], 1: slots[1]}, word, f"tile{t}_map_slot")
-            with m.If(u.active & u.act):
-                m.d.comb += [mapper.i.valid.eq(cv.o.valid), mapper.i.payload.eq(cv.o.payload)]
-            with m.Else():
-                _feed(m, mapper.i, map_src, standalone_map)
-            m.d.comb += [mapper.segments.eq(mp.segments), mapper.shift.eq(mp.shift)]
-            for i in range(arch.tile.mapper_segments):
-                m.d.comb += [
-                    mapper.thresholds[i].eq(mp.thresholds[i]),
-                    mapper.offsets[i].eq(mp.offsets[i]),
-                    mapper.slopes[i].eq(mp.slopes[i]),
-                ]
-
-            # the ALU: the next two read streams
-            alu_slot = Signal(range(max_slots), name=f"tile{t}_alu_slot")
-            m.d.comb += alu_slot.eq(conv_slot + standalone_map)
-            a_src = _select(m, alu_slot, dict(enumerate(slots)), word, f"tile{t}_alu_a")
-            b_src = _select(m, alu_slot + 1, dict(enumerate(slots)), word, f"tile{t}_alu_b")
-            _feed(m, alu.a, a_src, al.active)
-            _feed(m, alu.b, b_src, al.active)
-            for f in ("op", "shift_a", "shift_b", "shift_out"):
-                m.d.comb += getattr(alu, f).eq(getattr(al, f))
-            m.d.comb += alu.clear.eq(ctl.clear)
-
-            # the tile's output
-            copy_slot = Signal(range(max_slots + 2), name=f"tile{t}_copy_slot")
-            m.d.comb += copy_slot.eq(conv_slot + standalone_map + Mux(al.active, 2, 0))
-            copy_src = _select(m, copy_slot, dict(enumerate(slots)), word, f"tile{t}_copy")
-            out = tile_out[t]
-            m.d.comb += [cv.o.ready.eq(1), mapper.o.ready.eq(1), alu.o.ready.eq(1)]
-            with m.If(al.active):
-                m.d.comb += [out.valid.eq(alu.o.valid), out.payload.eq(alu.o.payload)]
-            with m.Elif(mp.active):
-                m.d.comb += [out.valid.eq(mapper.o.valid), out.payload.eq(mapper.o.payload)]
-            with m.Elif(u.active):
-                m.d.comb += [out.valid.eq(cv.o.valid), out.payload.eq(cv.o.payload)]
-            with m.Else():
-                m.d.comb += [out.valid.eq(copy_src.valid), out.payload.eq(copy_src.payload)]
-            errors += [align.error & u.active, cv.error & u.active, alu.error & al.active]
 
         # -- end of the pass: the cycle on which every write stream has written its last word ---------
         any_last = []

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from nfc.arch import list_targets, load_target
 from nfc.cli import main
 
 FILES = ["files.f", "manifest.json", "nfc_tiny.v"]
@@ -92,3 +93,19 @@ def test_rtl_errors_are_clear(tmp_path, capsys):
         f"nfc: error: -o {blocker / 'sub'}: cannot create the directory (Not a directory)\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", [t for t in list_targets() if t != "tiny"])
+def test_rtl_for_every_shipped_target(tmp_path, target):
+    """The other shipped targets: the same three files, the top module named after the target and
+    every I/O port's memory interface in the manifest (virtex6/asic45 take minutes: 10x10 convolvers)."""
+    out = tmp_path / target
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["rtl", "--target", target, "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["files.f", "manifest.json", f"nfc_{target}.v"]
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["target"] == target and man["top"] == f"nfc_{target}"
+    names = {p["name"] for p in man["modules"][0]["ports"]}
+    for p in range(load_target(target).io.ports):
+        assert {f"mem__{p}__req_valid", f"mem__{p}__resp_data"} <= names
