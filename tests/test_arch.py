@@ -140,7 +140,7 @@ def test_cli_targets_table(capsys):
 def test_cli_targets_json(capsys):
     assert main(["targets", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert [d["name"] for d in doc] == ["virtex6", "asic45", "tiny"]
+    assert [d["name"] for d in doc] == ["virtex6", "asic45", "tiny", "mid"]
     assert doc[0]["derived"]["peak_gops"] == 163.2
     assert doc[0]["memory"]["read_gbytes_per_s"] == 2.72
 
@@ -159,6 +159,6 @@ def test_cli_broken_target_file(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("nfc: error: syntax.toml: not valid TOML: ")
     assert main(["targets", "no-such-target"]) == 2
     assert capsys.readouterr().err == (
-        "nfc: error: unknown target 'no-such-target': give one of virtex6, asic45, tiny or the path of a "
+        "nfc: error: unknown target 'no-such-target': give one of virtex6, asic45, tiny, mid or the path of a "
         "target .toml file\n"
     )
