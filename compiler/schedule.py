@@ -193,12 +193,21 @@ def _strips(layer: ConvLayer, arch: ArchConfig) -> list[tuple[int, int]]:
         return [(0, OW)]  # no line buffer in use
     # the K - 1 rows of line buffer hold span_h - 1 rows of the region: a dilated window's rows
     # are further apart, so its region must be narrower
-    limit = min(limit, (arch.tile.convolver_size - 1) * limit // (span_h - 1))
-    if span_w > limit:
+    rows = arch.tile.convolver_size - 1
+    row_limit = min(limit, rows * limit // (span_h - 1))
+    if span_w > row_limit:
+        if row_limit == limit:
+            raise SchedulingError(
+                f"layer {layer.name!r}: a window {span_w} words wide does not fit the convolver's line "
+                f"buffers ({limit} words, tile.line_buffer_words)"
+            )
         raise SchedulingError(
-            f"layer {layer.name!r}: a window {span_w} words wide does not fit the convolver's line buffers "
-            f"({limit} words, tile.line_buffer_words)"
+            f"layer {layer.name!r}: a window {span_w} words wide does not fit the convolver's line buffers: "
+            f"its {span_h - 1} rows above the newest share {rows} x {limit} words "
+            f"(convolver_size - 1 rows of tile.line_buffer_words), at most {row_limit} "
+            f"word{'s' if row_limit != 1 else ''} each"
         )
+    limit = row_limit
     width = (limit - span_w) // sw + 1
     return [(x, min(OW, x + width)) for x in range(0, OW, width)]
 

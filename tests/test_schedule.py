@@ -240,7 +240,8 @@ def test_window_wider_than_line_buffer_is_an_error(tmp_path):
     with pytest.raises(SchedulingError) as err:
         compile_graph(import_onnx(path), load_target(target))
     assert str(err.value) == (
-        "layer 'y': a window 7 words wide does not fit the convolver's line buffers (4 words, tile.line_buffer_words)"
+        "layer 'y': a window 7 words wide does not fit the convolver's line buffers: its 6 rows above the "
+        "newest share 2 x 4 words (convolver_size - 1 rows of tile.line_buffer_words), at most 1 word each"
     )
 
 
