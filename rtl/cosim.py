@@ -100,7 +100,8 @@ async def drive_program(
 
     ``bus.get(name)``/``bus.set(name, value)`` take the logical names of :func:`signal_names`;
     ``await bus.settle()`` lets the logic respond to what was set before anything is read (the
-    simulator may defer writes), ``await bus.tick()`` ends the cycle. ``host(memory, step)`` executes a host step.
+    simulator may defer writes), ``await bus.tick()`` ends the cycle; inputs are set only when they
+    change (they hold their value). ``host(memory, step)`` executes a host step.
     """
     latency = arch.memory.latency_cycles
     n_ports = arch.io.ports
@@ -111,6 +112,12 @@ async def drive_program(
     steps = prog.steps if max_passes is None else _first_passes(prog.steps, max_passes)
     total = sum(1 for s in steps if isinstance(s, LoadedPass))
     done_passes = 0
+    driven: dict[str, int] = {}  # what each input is driven with: a simulator access only on a change
+
+    def drive(name: str, value: int) -> None:
+        if driven.get(name) != value:
+            driven[name] = value
+            bus.set(name, value)
 
     async def cycle() -> tuple[bool, bool]:
         """One clock cycle of memory service; returns (config word taken, pass done)."""
@@ -120,8 +127,9 @@ async def drive_program(
             _, p, v = pending.popleft()
             due[p] = v
         for p in range(n_ports):
-            bus.set(f"mem{p}_resp_valid", int(due[p] is not None))
-            bus.set(f"mem{p}_resp_data", due[p] if due[p] is not None else 0)
+            drive(f"mem{p}_resp_valid", int(due[p] is not None))
+            if due[p] is not None:
+                drive(f"mem{p}_resp_data", due[p])
         await bus.settle()
         for p in range(n_ports):
             if bus.get(f"mem{p}_req_valid"):
@@ -132,7 +140,7 @@ async def drive_program(
                     memory[addr] = _signed(bus.get(f"mem{p}_req_data"), bits)
                 else:
                     pending.append((now + latency, p, int(memory[addr])))
-        taken = bool(bus.get("config_valid") and bus.get("config_ready"))
+        taken = bool(driven.get("config_valid") and bus.get("config_ready"))
         finished = bool(bus.get("pass_done"))
         await bus.tick()
         now += 1
@@ -151,15 +159,15 @@ async def drive_program(
         finished = False
         while not finished:
             if w < len(words):
-                bus.set("config_valid", 1)
-                bus.set("config_payload", words[w])
+                drive("config_valid", 1)
+                drive("config_payload", words[w])
             else:
-                bus.set("config_valid", 0)
+                drive("config_valid", 0)
             taken, finished = await cycle()
             w += taken
             if now - start > limit:
                 raise NfcError(f"pass {step.index}: the RTL did not finish within {limit} cycles")
-        bus.set("config_valid", 0)
+        drive("config_valid", 0)
         rtl_cycles = bus.get("pass_cycles")
         result.passes.append(
             PassRecord(
