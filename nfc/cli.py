@@ -522,7 +522,9 @@ def cmd_rtl(args: argparse.Namespace) -> int:
     from nfc.rtl.top import Accelerator
 
     start = time.monotonic()
-    files = write_rtl(Accelerator(arch), arch, out)
+    files = write_rtl(
+        Accelerator(arch), arch, out, progress=lambda message: print(f"nfc rtl: {message}", file=sys.stderr)
+    )
     data = files.data
     if args.json:
         doc = {

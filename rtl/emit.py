@@ -96,14 +96,15 @@ class RtlFiles:
     data: dict[str, Any]
 
 
-def write_rtl(component, arch, out_dir) -> RtlFiles:
+def write_rtl(component, arch, out_dir, progress=None) -> RtlFiles:
     """Emit ``component`` as the Verilog of target ``arch`` and write it with its manifest.
 
     Writes, each atomically (a temporary name, then a rename), into ``out_dir`` (created if needed):
     ``nfc_<target>.v`` (top module ``nfc_<target>``, see :func:`top_name`), ``files.f`` (the Verilog
     files for simulators, one a line, relative to ``out_dir``: run the simulator there, or use
     ``verilator -F``) and ``manifest.json`` (:func:`nfc.rtl.manifest.manifest`, written last). The
-    same component and target give byte-identical files.
+    same component and target give byte-identical files. ``progress(message)``, when given, hears
+    of each stage (conversion to Verilog, the parse back) with its time.
 
     Raises
     ------
@@ -121,9 +122,17 @@ def write_rtl(component, arch, out_dir) -> RtlFiles:
         raise NfcError(
             f"{out}: cannot create the directory ({exc.strerror or exc}); give a writable directory"
         ) from None
+    import time
+
     top = top_name(arch.name)
+    say = progress or (lambda message: None)
+    start = time.monotonic()
+    say(f"elaborating {top} and converting it to Verilog")
     text = emit_verilog(component, top)
+    middle = time.monotonic()
+    say(f"{text.count(chr(10))} lines of Verilog in {middle - start:.1f} s; parsing them back with pyverilog")
     data = manifest(text, top, arch.name, verilog_file=f"{top}.v")
+    say(f"parsed in {time.monotonic() - middle:.1f} s")
     files = RtlFiles(out / f"{top}.v", out / "manifest.json", out / "files.f", data)
     try:
         atomic_write(files.verilog, text)
