@@ -11,13 +11,14 @@ random ``ready`` on the output; without back-pressure the latencies (``MAP_LATEN
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 from amaranth.back import rtlil, verilog
-from amaranth.hdl import ClockDomain, Module
+from amaranth.hdl import Module
 from amaranth.sim import Simulator
+from rtl_streams import run_streams, simulate
 
 from nfc.arch import load_target
 from nfc.compiler.encode import ALU_OPS
@@ -123,102 +124,6 @@ def fitted_map_config(kind: str, s: int, bits: int) -> MapConfig:
         [*pwl.slopes, *[0] * (s - n)],
         pwl.shift,
     )
-
-
-# -- driving streams --------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """Per input: cycles each word was first offered and accepted; output words with cycles."""
-
-    offered: dict[str, list[int]] = field(default_factory=dict)
-    accepted: dict[str, list[int]] = field(default_factory=dict)
-    out: list[tuple[int, int]] = field(default_factory=list)
-    error: bool = False
-
-    @property
-    def out_words(self) -> list[int]:
-        return [w for _, w in self.out]
-
-    @property
-    def out_cycles(self) -> list[int]:
-        return [c for c, _ in self.out]
-
-
-def run_streams(
-    dut,
-    inputs: dict[str, list[int]],
-    *,
-    gap: float,
-    ready: float,
-    seed: int,
-    config: list[tuple] = (),
-    ahead: int | None = None,
-    tail: int = 30,
-) -> Run:
-    """Drive the input streams ``inputs`` (attribute name -> words; each gets a gap before a word with
-    probability ``gap``) and take ``dut.o`` (``ready`` with probability ``ready``) until every word
-    came out, then ``tail`` cycles with ``ready`` high in which nothing may come out. With ``ahead``,
-    an input does not offer its word ``n`` before every other input accepted word ``n - ahead``
-    (partners at most ``ahead`` words apart). Checks every cycle that an offered output word stays
-    offered, unchanged, until taken. ``dut.error`` (if any) is sampled at the end."""
-    rng = random.Random(seed)
-    names = list(inputs)
-    expected = min(len(w) for w in inputs.values())
-    run = Run({k: [] for k in names}, {k: [] for k in names})
-
-    async def bench(ctx):
-        for port, value in config:
-            ctx.set(port, value)
-        cycle, held, done_at = 0, None, None
-        holding = dict.fromkeys(names, False)
-        while done_at is None or cycle < done_at + tail:
-            assert cycle < 100 * expected + 1000, "the block stopped moving words"
-            for k in names:
-                n = len(run.accepted[k])
-                lagging = min(len(run.accepted[j]) for j in names)
-                if not holding[k] and n < len(inputs[k]) and rng.random() >= gap:
-                    if ahead is None or n < lagging + ahead:
-                        holding[k] = True
-                        ctx.set(getattr(dut, k).payload, inputs[k][n])
-                        run.offered[k].append(cycle)
-                ctx.set(getattr(dut, k).valid, holding[k])
-            out_ready = done_at is not None or rng.random() < ready
-            ctx.set(dut.o.ready, out_ready)
-            o_valid, o_word = ctx.get(dut.o.valid), ctx.get(dut.o.payload)
-            if held is not None:
-                assert o_valid and o_word == held, f"cycle {cycle}: an offered output word was withdrawn"
-            held = None
-            for k in names:
-                if holding[k] and ctx.get(getattr(dut, k).ready):
-                    run.accepted[k].append(cycle)
-                    holding[k] = False
-            if o_valid:
-                if out_ready:
-                    assert done_at is None, f"cycle {cycle}: an extra word {o_word} came out"
-                    run.out.append((cycle, o_word))
-                else:
-                    held = o_word
-            await ctx.tick()
-            cycle += 1
-            if done_at is None and len(run.out) == expected:
-                done_at = cycle
-        if hasattr(dut, "error"):
-            run.error = bool(ctx.get(dut.error))
-
-    simulate(dut, bench)
-    return run
-
-
-def simulate(dut, bench) -> None:
-    top = Module()
-    top.domains.sync = ClockDomain()
-    top.submodules.dut = dut
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
 
 
 # -- golden models against nfc.numerics -------------------------------------------------------------

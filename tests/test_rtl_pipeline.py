@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import ClockDomain, Module, Value, signed
+from amaranth.hdl import signed
 from amaranth.lib import data
-from amaranth.sim import Simulator
+from rtl_streams import run_streams, simulate
 
 from nfc.arch import load_target
 from nfc.rtl.pipeline import AlignDelay, BypassFifo, DelayLine
@@ -28,8 +28,8 @@ LO, HI = -(1 << 15), (1 << 15) - 1
 
 @dataclass
 class Run:
-    """What a stream run saw: per input, the cycle each word was offered first and accepted; the
-    output words with their cycles."""
+    """What a single-stream run saw: the cycle each word was offered first and accepted; the output
+    words with their cycles."""
 
     offered: list[int] = field(default_factory=list)
     accepted: list[int] = field(default_factory=list)
@@ -55,61 +55,22 @@ def run_stream(
     probe: Callable | None = None,
     tail: int = 40,
 ) -> Run:
-    """Drive ``dut.i`` with ``words`` (a gap before a word with probability ``gap``) and take ``dut.o``
-    (``ready`` with probability ``ready``) until every word came out, then ``tail`` more cycles with
-    ``ready`` high in which nothing may come out. ``probe(ctx, cycle, in_valid, in_word, out_ready)``
-    runs every cycle after the inputs are set (for lockstep models)."""
-    rng = random.Random(seed)
-    run = Run()
-    i_payload, o_payload = Value.cast(dut.i.payload), Value.cast(dut.o.payload)
-
-    async def bench(ctx):
-        for port, value in config:
-            ctx.set(port, value)
-        n, cycle, holding, held, done_at = 0, 0, False, None, None
-        while done_at is None or cycle < done_at + tail:
-            assert cycle < 200 * len(words) + 1000, "the block stopped moving words"
-            if not holding and n < len(words) and rng.random() >= gap:
-                holding = True
-                ctx.set(i_payload, words[n])
-                run.offered.append(cycle)
-            ctx.set(dut.i.valid, holding)
-            out_ready = done_at is not None or rng.random() < ready
-            ctx.set(dut.o.ready, out_ready)
-            if probe is not None:
-                probe(ctx, cycle, holding, words[n] if holding else None, out_ready)
-            o_valid, o_word = ctx.get(dut.o.valid), ctx.get(o_payload)
-            if held is not None:
-                assert o_valid and o_word == held, f"cycle {cycle}: an offered output word was withdrawn"
-            held = None
-            if holding and ctx.get(dut.i.ready):
-                run.accepted.append(cycle)
-                holding, n = False, n + 1
-            if o_valid:
-                if out_ready:
-                    assert done_at is None, f"cycle {cycle}: an extra word {o_word} came out"
-                    run.out.append((cycle, o_word))
-                else:
-                    held = o_word
-            await ctx.tick()
-            cycle += 1
-            if done_at is None and len(run.out) == len(words):
-                done_at = cycle
-
-    simulate(dut, bench)
-    return run
-
-
-def simulate(dut, bench) -> None:
-    """Run ``bench`` on ``dut`` with a 1 MHz clock (the ``sync`` domain exists even when ``dut`` is
-    purely combinational, so the testbench can count cycles)."""
-    top = Module()
-    top.domains.sync = ClockDomain()
-    top.submodules.dut = dut
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    """:func:`rtl_streams.run_streams` on the block's one input ``i``;
+    ``probe(ctx, cycle, in_valid, in_word, out_ready)`` runs every cycle (for lockstep models)."""
+    both = run_streams(
+        dut,
+        {"i": words},
+        gap=gap,
+        ready=ready,
+        seed=seed,
+        config=config,
+        probe=None
+        if probe is None
+        else (lambda ctx, c, held, word, rdy: probe(ctx, c, held["i"], word["i"], rdy)),
+        tail=tail,
+        patience=200,
+    )
+    return Run(both.offered["i"], both.accepted["i"], both.out)
 
 
 def random_words(rng: random.Random, n: int) -> list[int]:
