@@ -194,21 +194,39 @@ class Accelerator(wiring.Component):
         for p in range(n_ports):
             cfg = ports[p]
             m.d.comb += data_req[p].eq(beat.beat & cfg.active & ~cfg.write & (cfg.role == 0) & ~reads[p].done)
+        # each tile's first read data stream (slot 0: its convolver's input): its size and requests,
+        # and the size of the convolver's output over it, worked out once per tile
+        first_rows = [Signal(16, name=f"tile{t}_in_rows") for t in range(tiles)]
+        first_cols = [Signal(16, name=f"tile{t}_in_cols") for t in range(tiles)]
+        first_req = [Signal(name=f"tile{t}_in_req") for t in range(tiles)]
+        out_rows = [Signal(16, name=f"tile{t}_out_rows") for t in range(tiles)]
+        out_cols = [Signal(16, name=f"tile{t}_out_cols") for t in range(tiles)]
+        for t in range(tiles):
+            for p in range(n_ports):
+                cfg = ports[p]
+                with m.If(cfg.active & ~cfg.write & (cfg.role == 0) & (cfg.tile == t) & (cfg.slot == 0)):
+                    m.d.comb += [
+                        first_rows[t].eq(cfg.rows),
+                        first_cols[t].eq(cfg.cols),
+                        first_req[t].eq(data_req[p]),
+                    ]
+            u = convs[t]
+            # (n - span) // stride + 1; an inactive convolver's stride is 0: keep the divider defined
+            span_h = (u.block_h - 1) * u.dil_h + 1
+            span_w = (u.block_w - 1) * u.dil_w + 1
+            m.d.comb += [
+                out_rows[t].eq((first_rows[t] - span_h) // Mux(u.stride_h == 0, 1, u.stride_h) + 1),
+                out_cols[t].eq((first_cols[t] - span_w) // Mux(u.stride_w == 0, 1, u.stride_w) + 1),
+            ]
         for p in range(n_ports):
             cfg = ports[p]
             m.submodules[f"psum_windows{p}"] = wc = WindowCounter(arch)
             watched = Signal(name=f"psum_watch{p}")
             rows, cols = Signal(16), Signal(16)
-            for q in range(n_ports):
-                other = ports[q]
-                with m.If(
-                    other.active
-                    & ~other.write
-                    & (other.role == 0)
-                    & (other.tile == cfg.tile)
-                    & (other.slot == 0)
-                ):
-                    m.d.comb += [watched.eq(data_req[q]), rows.eq(other.rows), cols.eq(other.cols)]
+            with m.Switch(cfg.tile):
+                for t in range(tiles):
+                    with m.Case(t):
+                        m.d.comb += [watched.eq(first_req[t]), rows.eq(first_rows[t]), cols.eq(first_cols[t])]
             u = convs[cfg.tile]
             for f in ("block_h", "block_w", "stride_h", "stride_w", "dil_h", "dil_w"):
                 m.d.comb += getattr(wc, f).eq(getattr(u, f))
@@ -277,17 +295,12 @@ class Accelerator(wiring.Component):
                     with m.Case(f):
                         m.d.comb += [tl.chain.valid.eq(chain[f].valid), tl.chain.payload.eq(chain[f].payload)]
             # the convolver's input size: its data stream's region, or its feeder's output
-            rows, cols = Signal(16, name=f"tile{t}_rows"), Signal(16, name=f"tile{t}_cols")
-            for p in range(n_ports):
-                cfg = ports[p]
-                with m.If(cfg.active & ~cfg.write & (cfg.role == 0) & (cfg.tile == t) & (cfg.slot == 0)):
-                    m.d.comb += [rows.eq(cfg.rows), cols.eq(cfg.cols)]
-            fed_rows, fed_cols = self._output_shapes(m, convs, t, tiles, ports, n_ports)
-            m.d.comb += [
-                tl.fed.eq(fed),
-                tl.rows.eq(Mux(fed, fed_rows, rows)),
-                tl.cols.eq(Mux(fed, fed_cols, cols)),
-            ]
+            m.d.comb += [tl.fed.eq(fed), tl.rows.eq(first_rows[t]), tl.cols.eq(first_cols[t])]
+            with m.If(fed):
+                with m.Switch(feeder):
+                    for f in range(tiles):
+                        with m.Case(f):
+                            m.d.comb += [tl.rows.eq(out_rows[f]), tl.cols.eq(out_cols[f])]
 
         # -- end of the pass: the cycle on which every write stream has written its last word ---------
         any_last = []
@@ -305,24 +318,3 @@ class Accelerator(wiring.Component):
             m.d.sync += sticky.eq(1)
         m.d.comb += self.error.eq(sticky | dec.error)
         return m
-
-    def _output_shapes(self, m, convs, t, tiles, ports, n_ports):
-        """(rows, cols) of the output of the convolver feeding tile ``t`` (from its data stream's
-        region and its geometry): ``(n - span) // stride + 1`` per dimension."""
-        out_rows, out_cols = Signal(16, name=f"tile{t}_fed_rows"), Signal(16, name=f"tile{t}_fed_cols")
-        for f in range(tiles):
-            uf = convs[f]
-            with m.If(uf.active & uf.to_tile & (uf.dest == t)):
-                for p in range(n_ports):
-                    cfg = ports[p]
-                    with m.If(cfg.active & ~cfg.write & (cfg.role == 0) & (cfg.tile == f) & (cfg.slot == 0)):
-                        span_h = (uf.block_h - 1) * uf.dil_h + 1
-                        span_w = (uf.block_w - 1) * uf.dil_w + 1
-                        # (an inactive convolver's stride is 0: keep the divider defined)
-                        sh = Mux(uf.stride_h == 0, 1, uf.stride_h)
-                        sw = Mux(uf.stride_w == 0, 1, uf.stride_w)
-                        m.d.comb += [
-                            out_rows.eq((cfg.rows - span_h) // sh + 1),
-                            out_cols.eq((cfg.cols - span_w) // sw + 1),
-                        ]
-        return out_rows, out_cols
