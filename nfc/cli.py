@@ -55,12 +55,24 @@ def cmd_targets(args: argparse.Namespace) -> int:
                 mem,
                 f"{c.io.ports} ({c.io.max_read_ports}r/{c.io.max_write_ports}w)",
                 f"Q{c.numerics.word_bits - c.numerics.frac_bits}.{c.numerics.frac_bits}",
+                c.fpga.part if c.fpga is not None else "-",
             ]
         )
     print(
         "\n".join(
             table(
-                ["target", "grid", "convolvers", "MACs", "MHz", "peak GOPS", "memory GB/s", "ports", "word"],
+                [
+                    "target",
+                    "grid",
+                    "convolvers",
+                    "MACs",
+                    "MHz",
+                    "peak GOPS",
+                    "memory GB/s",
+                    "ports",
+                    "word",
+                    "FPGA part",
+                ],
                 rows,
                 right={3, 4, 5},
             )

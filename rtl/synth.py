@@ -173,7 +173,9 @@ def _run(
 
 def _yosys_stat(path: Path) -> dict[str, int]:
     data = json.loads(path.read_text(encoding="utf-8"))
-    return {k.lstrip("\\$"): int(v) for k, v in data["design"]["num_cells_by_type"].items()}
+    cells = data["design"]["num_cells_by_type"]
+    # Yosys' own bookkeeping cells ($scopeinfo: the flattened hierarchy) are not hardware.
+    return {k.lstrip("\\"): int(v) for k, v in cells.items() if not k.startswith("$")}
 
 
 def synthesize(
@@ -326,25 +328,42 @@ def _harness_ffs(verilog: list[Path]) -> int | None:
     return None
 
 
+_ON_CHIP = ("mac", "mapper", "alu", "fifo", "router", "config")
+
+
 def _power(arch, p: Part, used: dict[str, float]) -> dict[str, Any]:
-    """The resource-based power estimate beside the event-based one, both at the calibration duty."""
+    """The resource-based power estimate beside the event-based one, both at the calibration duty.
+
+    The event-based total includes the DRAM's energy and the target's activity-independent power
+    (``static_w``: for virtex6 also the memory interface and DRAM background); the resource-based
+    one counts the FPGA alone. The like-for-like figure is the on-chip dynamic power: the
+    event-based model's compute, FIFO, router and configuration components against the
+    resource-based dynamic sum.
+    """
     from nfc.fpga import resource_power
     from nfc.sim.power import PowerModel, calibration_duty, calibration_events
 
     duty = calibration_duty(arch)
     resource = resource_power(p, used, arch.grid.clock_mhz, duty)
     events, useful_ops = calibration_events(arch, duty)
-    event = PowerModel(arch).summary(events, useful_ops)
-    event_w = float(event["watts"])
+    by_component = PowerModel(arch).summary(events, useful_ops)["watts_by_component"]
+    on_chip = math.fsum(by_component[c] for c in _ON_CHIP)
+    dynamic = math.fsum(resource["dynamic_w"].values())
     return {
         "duty": round(duty, 4),
-        "resource_based_w": round(resource["total_w"], 3),
         "resource_based": {
+            "total_w": round(resource["total_w"], 3),
             "static_w": resource["static_w"],
-            "dynamic_w": {r: round(w, 3) for r, w in resource["dynamic_w"].items()},
+            "dynamic_w": round(dynamic, 3),
+            "dynamic_w_by_resource": {r: round(w, 3) for r, w in resource["dynamic_w"].items()},
         },
-        "event_based_w": round(event_w, 3),
-        "ratio": round(resource["total_w"] / event_w, 3) if event_w else math.nan,
+        "event_based": {
+            "total_w": round(by_component["total"], 3),
+            "static_w": round(by_component["static"], 3),
+            "dram_w": round(by_component["dram"], 3),
+            "on_chip_dynamic_w": round(on_chip, 3),
+        },
+        "on_chip_dynamic_ratio": round(dynamic / on_chip, 3) if on_chip else None,
     }
 
 
@@ -371,8 +390,17 @@ def format_report(report: dict[str, Any]) -> list[str]:
             f"Fmax: not known (no open place and route for {report['family']}); target clock {report['clock_mhz']:g} MHz"
         )
     pw = report["power"]
+    rb, eb = pw["resource_based"], pw["event_based"]
     lines.append(
-        f"power at duty {pw['duty']:.2f}: {pw['resource_based_w']:.2f} W resource-based, "
-        f"{pw['event_based_w']:.2f} W event-based (ratio {pw['ratio']:.2f})"
+        f"power at duty {pw['duty']:.2f}, resource-based: {rb['total_w']:.2f} W (FPGA static {rb['static_w']:.2f} W "
+        f"+ dynamic {rb['dynamic_w']:.2f} W)"
     )
+    lines.append(
+        f"power at duty {pw['duty']:.2f}, event-based: {eb['total_w']:.2f} W (static {eb['static_w']:.2f} W, "
+        f"DRAM {eb['dram_w']:.2f} W, on-chip dynamic {eb['on_chip_dynamic_w']:.2f} W)"
+    )
+    if pw["on_chip_dynamic_ratio"] is not None:
+        lines.append(
+            f"on-chip dynamic power, resource-based / event-based: {pw['on_chip_dynamic_ratio']:.2f}"
+        )
     return lines

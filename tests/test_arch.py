@@ -19,7 +19,7 @@ def _raw(name: str) -> dict:
 
 
 def test_shipped_targets_load():
-    assert list_targets() == ("virtex6", "asic45", "tiny", "mid")
+    assert list_targets() == ("virtex6", "asic45", "tiny", "mid", "zynq7020", "ecp5")
     for name in list_targets():
         cfg = load_target(name)
         assert isinstance(cfg, ArchConfig)
@@ -45,6 +45,40 @@ def test_asic45_and_tiny():
     assert a.peak_gops == pytest.approx(326.4)
     t = load_target("tiny")
     assert (t.grid.rows, t.grid.cols, t.tile.convolver_size) == (2, 2, 3)
+
+
+def test_fpga_sections_name_known_parts():
+    """virtex6, zynq7020 and ecp5 are FPGA builds; their parts decide the vendor flow."""
+    parts = {name: load_target(name).fpga for name in list_targets()}
+    assert {n: (f.part, f.board) for n, f in parts.items() if f} == {
+        "virtex6": ("xc6vlx240t-1ff1156", "ML605"),
+        "zynq7020": ("xc7z020clg400-1", "PYNQ-Z1"),
+        "ecp5": ("lfe5u-85f-6bg381c", "ULX3S"),
+    }
+    assert [parts[n].info.flows for n in ("virtex6", "zynq7020", "ecp5")] == [("ise",), ("vivado",), ()]
+    assert load_target("virtex6").to_dict()["fpga"] == {"part": "xc6vlx240t-1ff1156", "board": "ML605"}
+    assert "fpga" not in load_target("tiny").to_dict()
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"board": "X"}, "missing key fpga.part (the FPGA part, one of: xc6vlx240t-1ff1156, "),
+        ({"part": "xc9999"}, "fpga.part must be one of xc6vlx240t-1ff1156, xc7z020clg400-1, "),
+        ({"part": 5}, "fpga.part must be a string, not 5"),
+        (
+            {"part": "xc7z020clg400-1", "pins": 3},
+            "unknown key fpga.pins; the keys of [fpga] are: part, board",
+        ),
+        ({"part": "xc7z020clg400-1", "board": 1}, "fpga.board must be a string, not 1"),
+    ],
+)
+def test_bad_fpga_sections(table, message):
+    data = _raw("tiny")
+    data["fpga"] = table
+    with pytest.raises(TargetError) as err:
+        arch_from_dict(data, "t.toml")
+    assert str(err.value).startswith("t.toml: " + message)
 
 
 def test_config_is_frozen():
@@ -131,8 +165,11 @@ def test_cli_targets_table(capsys):
         "GB/s",
         "ports",
         "word",
+        "FPGA",
+        "part",
     ]
     assert any(line.startswith("virtex6") and "163.2" in line and "2.72 shared" in line for line in lines)
+    assert any(line.startswith("ecp5") and line.endswith("lfe5u-85f-6bg381c") for line in lines)
     assert any(line.startswith("asic45") and "326.4" in line and "6.4 r + 6.4 w" in line for line in lines)
     assert any(line.startswith("tiny") for line in lines)
 
@@ -140,7 +177,7 @@ def test_cli_targets_table(capsys):
 def test_cli_targets_json(capsys):
     assert main(["targets", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert [d["name"] for d in doc] == ["virtex6", "asic45", "tiny", "mid"]
+    assert [d["name"] for d in doc] == ["virtex6", "asic45", "tiny", "mid", "zynq7020", "ecp5"]
     assert doc[0]["derived"]["peak_gops"] == 163.2
     assert doc[0]["memory"]["read_gbytes_per_s"] == 2.72
 
@@ -159,6 +196,6 @@ def test_cli_broken_target_file(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("nfc: error: syntax.toml: not valid TOML: ")
     assert main(["targets", "no-such-target"]) == 2
     assert capsys.readouterr().err == (
-        "nfc: error: unknown target 'no-such-target': give one of virtex6, asic45, tiny, mid or the path of a "
+        "nfc: error: unknown target 'no-such-target': give one of virtex6, asic45, tiny, mid, zynq7020, ecp5 or the path of a "
         "target .toml file\n"
     )
