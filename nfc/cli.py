@@ -372,6 +372,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.passes < 0:
         raise NfcError(f"--passes N needs N >= 0, not {args.passes}")
     compare = not args.no_compare
+    resources = None
     if _is_program(path):
         from nfc.compiler.grid import Lowered
         from nfc.compiler.program import HostStep
@@ -441,6 +442,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         program, lowered = compiled.program, compiled.lowered
         model_file, model_name = path, compiled.program.model
 
+    if args.resources is not None:
+        from nfc.fpga import read_resources
+
+        resources = read_resources(args.resources, arch.name)
     n_steps = len(program.steps)
     say(f"simulating {n_steps} steps on {arch.name}")
     start = time.monotonic()
@@ -489,6 +494,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         wall_seconds=wall,
         pass_rows=None if n_passes <= LISTING_LIMIT else args.passes,
     )
+    if resources is not None:
+        report["power"]["resource_based"] = _resource_power_of_run(resources, arch, report)
     written = []
     if save is not None:
         import numpy as np
@@ -510,9 +517,35 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, sort_keys=True, allow_nan=False))
     else:
         print(format_sim_report(report, max_passes=args.passes), end="")
+        if resources is not None:
+            rb = report["power"]["resource_based"]
+            print(
+                f"resource-based power ({rb['part']}, at duty {rb['duty']:.3f}): {rb['total_w']:.3g} W "
+                f"(static {rb['static_w']:.3g} W + dynamic {rb['dynamic_w']:.3g} W) against "
+                f"{report['power']['watts']:.3g} W event-based"
+            )
         if written:
             print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
+
+
+def _resource_power_of_run(resources: dict, arch, report: dict) -> dict:
+    """Resource-based power (nfc/fpga.py) of a simulated run: the duty is the share of the run's
+    cycles that stream data (busy datapath); configuration and drain cycles count as idle."""
+    from nfc.fpga import resource_power
+
+    t = report["totals"]
+    duty = t["stream_cycles"] / t["cycles"] if t["cycles"] else 0.0
+    p = resources["part"]
+    rp = resource_power(p, resources["used"], arch.grid.clock_mhz, min(1.0, duty))
+    return {
+        "part": p.name,
+        "report": resources["source"],
+        "duty": round(duty, 4),
+        "total_w": rp["total_w"],
+        "static_w": rp["static_w"],
+        "dynamic_w": sum(rp["dynamic_w"].values()),
+    }
 
 
 # -- nfc rtl -------------------------------------------------------------------------------------------
@@ -781,6 +814,12 @@ def build_parser() -> argparse.ArgumentParser:
         "_2, _3, ...), each written atomically",
     )
     s.add_argument("--passes", type=int, default=0, metavar="N", help="also list the first N passes")
+    s.add_argument(
+        "--resources",
+        metavar="REPORT",
+        help="the resources.json of `nfc rtl --target T --synth` (or its directory): also report the "
+        "resource-based power of the run (docs/fpga.md) beside the event-based one",
+    )
     s.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     s.set_defaults(func=cmd_simulate)
 

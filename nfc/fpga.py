@@ -24,7 +24,16 @@ from typing import Any
 
 from nfc.errors import TargetError
 
-__all__ = ["FpgaConfig", "Part", "PARTS", "RESOURCES", "part", "fpga_from_dict", "resource_power"]
+__all__ = [
+    "FpgaConfig",
+    "Part",
+    "PARTS",
+    "RESOURCES",
+    "part",
+    "fpga_from_dict",
+    "read_resources",
+    "resource_power",
+]
 
 #: The resources a fit check counts, in report order.
 RESOURCES = ("lut", "ff", "dsp", "bram")
@@ -206,4 +215,38 @@ def resource_power(p: Part, used: dict[str, int], clock_mhz: float, duty: float 
         "total_w": p.static_w + sum(dynamic.values()),
         "clock_mhz": clock_mhz,
         "duty": duty,
+    }
+
+
+def read_resources(path, target: str) -> dict[str, Any]:
+    """The ``resources.json`` of ``nfc rtl --synth`` at ``path`` (a file or its directory), checked
+    to be for ``target``: ``{"part": Part, "used": {resource: count}, "source": path}``.
+
+    Raises
+    ------
+    TargetError
+        The file is missing, is not such a report, or is for another target.
+    """
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    p = p / "resources.json" if p.is_dir() else p
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TargetError(f"--resources {p}: no such file; run nfc rtl --synth -o DIR and give DIR") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TargetError(f"--resources {p}: not a resource report ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != "nfc-resources":
+        raise TargetError(f"--resources {p}: not a resource report of nfc rtl --synth")
+    if data.get("target") != target:
+        raise TargetError(
+            f"--resources {p}: the report is for target {data.get('target')!r}, not {target!r}; "
+            f"synthesize {target} with nfc rtl --target {target} --synth"
+        )
+    return {
+        "part": part(str(data["part"])),
+        "used": {r: data["resources"][r]["used"] for r in RESOURCES},
+        "source": str(p),
     }

@@ -158,3 +158,33 @@ def test_shipped_fpga_targets_fit_their_parts(tmp_path, target):
         assert 0 < report["resources"][r]["used"] <= report["resources"][r]["available"] or r == "bram"
     if target == "ecp5":
         assert report["fmax_mhz"] is not None and report["meets_clock"] is True
+
+
+def test_simulate_reports_resource_power_beside_the_event_power(micro_synth, tmp_path, capsys):
+    """`nfc simulate --resources`: the resource-based power of the run at its streaming duty."""
+    from helpers_nets import build_net
+
+    out, doc = micro_synth
+    build_net("conv_pool_linear", tmp_path)
+    model = str(tmp_path / "conv_pool_linear.onnx")
+    args = ["simulate", model, "-t", str(MICRO), "-i", "random", "--no-compare", "--resources", str(out)]
+    assert main([*args, "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    rb, t = rep["power"]["resource_based"], rep["totals"]
+    assert rb["duty"] == round(t["stream_cycles"] / t["cycles"], 4) and 0 < rb["duty"] < 1
+    used = {r: doc["resources"]["resources"][r]["used"] for r in RESOURCES}
+    expected = resource_power(PARTS["xc6vlx240t-1ff1156"], used, 100.0, t["stream_cycles"] / t["cycles"])
+    assert rb["total_w"] == pytest.approx(expected["total_w"]) and rb["part"] == "xc6vlx240t-1ff1156"
+    assert main(args) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"resource-based power (xc6vlx240t-1ff1156, at duty {rb['duty']:.3f}): {rb['total_w']:.3g} W "
+        f"(static {rb['static_w']:.3g} W + dynamic {rb['dynamic_w']:.3g} W) against "
+        f"{rep['power']['watts']:.3g} W event-based"
+    )
+    # A report of another target is refused before simulating.
+    assert (
+        main(["simulate", model, "-t", "tiny", "-i", "random", "--no-compare", "--resources", str(out)]) == 2
+    )
+    assert "the report is for target 'micro', not 'tiny'" in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "none.json")]) == 2
+    assert "no such file; run nfc rtl --synth -o DIR and give DIR" in capsys.readouterr().err
