@@ -557,7 +557,7 @@ def cmd_rtl(args: argparse.Namespace) -> int:
     from nfc.files import atomic_write
     from nfc.fpga import part as find_part
     from nfc.rtl.emit import write_rtl
-    from nfc.rtl.flow import flow_files, pins_name
+    from nfc.rtl.flow import check_flow, flow_files, pins_name
 
     out = Path(args.output)
     if out.exists() and not out.is_dir():
@@ -577,7 +577,7 @@ def cmd_rtl(args: argparse.Namespace) -> int:
             "with --part (for example --part xc6vlx240t-1ff1156)"
         )
     if args.flow in ("ise", "vivado"):
-        flow_files(args.flow, arch, {"top": "check", "modules": [{"name": "check", "ports": []}]})
+        check_flow(args.flow, arch)
     if args.synth:
         from nfc.rtl.synth import tool_missing
 

@@ -29,7 +29,7 @@ from typing import Any
 from nfc.errors import NfcError
 from nfc.fpga import Part
 
-__all__ = ["FLOWS", "FlowFile", "flow_files", "pin_wrapper", "pins_name"]
+__all__ = ["FLOWS", "FlowFile", "check_flow", "flow_files", "pin_wrapper", "pins_name"]
 
 #: The values of ``nfc rtl --flow``.
 FLOWS = ("ise", "vivado", "fusesoc")
@@ -185,6 +185,14 @@ def _yaml_str(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _synth_target(tool: str, pins: str, constraints: bool, options: list[str]) -> list[str]:
+    """The ``synth`` target of a CAPI 2 core: ``tool`` on the pin wrapper, with the tool's options
+    (one YAML line each, relative to the tool's key)."""
+    filesets = "[rtl, pins, constraints]" if constraints else "[rtl, pins]"
+    head = ["  synth:", f"    default_tool: {tool}", f"    filesets: {filesets}", f"    toplevel: {pins}"]
+    return head + ["    tools:", f"      {tool}:", *(f"        {line}" for line in options)]
+
+
 def _fusesoc(top: str, target: str, description: str, p: Part | None, clock_mhz: float) -> list[FlowFile]:
     pins = pins_name(top)
     name = "".join(c if c.isalnum() or c == "_" else "_" for c in target.lower())
@@ -207,47 +215,32 @@ def _fusesoc(top: str, target: str, description: str, p: Part | None, clock_mhz:
     synth: list[str] = []
     if p is not None and p.flows == ("ise",):
         core += ["  constraints:", "    files:", f"      - {top}.ucf", "    file_type: UCF"]
-        synth = [
-            "  synth:",
-            "    default_tool: ise",
-            "    filesets: [rtl, pins, constraints]",
-            f"    toplevel: {pins}",
-            "    tools:",
-            "      ise:",
-            f"        family: {p.vendor_family}",
-            f"        device: {p.device}",
-            f"        package: {p.package}",
-            f'        speed: "{p.speed}"',
-        ]
+        synth = _synth_target(
+            "ise",
+            pins,
+            True,
+            [
+                f"family: {p.vendor_family}",
+                f"device: {p.device}",
+                f"package: {p.package}",
+                f'speed: "{p.speed}"',
+            ],
+        )
     elif p is not None and p.flows == ("vivado",):
         core += ["  constraints:", "    files:", f"      - {top}.xdc", "    file_type: xdc"]
-        synth = [
-            "  synth:",
-            "    default_tool: vivado",
-            "    filesets: [rtl, pins, constraints]",
-            f"    toplevel: {pins}",
-            "    tools:",
-            "      vivado:",
-            f"        part: {p.name}",
-        ]
+        synth = _synth_target("vivado", pins, True, [f"part: {p.name}"])
     elif p is not None and p.family == "ecp5":
-        synth = [
-            "  synth:",
-            "    default_tool: trellis",
-            "    filesets: [rtl, pins]",
-            f"    toplevel: {pins}",
-            "    tools:",
-            "      trellis:",
-            "        nextpnr_options:",
-            f"          - --{p.device}",
-            "          - --package",
-            f"          - {p.package}",
-            "          - --speed",
-            f'          - "{p.speed}"',
-            "          - --freq",
-            f'          - "{clock_mhz:g}"',
-            "          - --lpf-allow-unconstrained",
+        options = [
+            f"--{p.device}",
+            "--package",
+            p.package,
+            "--speed",
+            f'"{p.speed}"',
+            "--freq",
+            f'"{clock_mhz:g}"',
         ]
+        options.append("--lpf-allow-unconstrained")
+        synth = _synth_target("trellis", pins, False, ["nextpnr_options:", *(f"  - {o}" for o in options)])
     core += [
         "",
         "targets:",
@@ -279,12 +272,22 @@ def flow_files(flow: str, arch, manifest: dict[str, Any]) -> list[FlowFile]:
     NfcError
         Unknown flow, or a vendor flow for a target without a part or with a part of another family.
     """
-    if flow not in FLOWS:
-        raise NfcError(f"unknown flow {flow!r}; give one of {', '.join(FLOWS)}")
+    check_flow(flow, arch)
     top = manifest["top"]
     files = [FlowFile(f"{pins_name(top)}.v", pin_wrapper(manifest))]
     fpga = arch.fpga
     p = fpga.info if fpga is not None else None
+    if flow in ("ise", "vivado"):
+        make = _ise if flow == "ise" else _vivado
+        return files + make(top, p, arch.grid.clock_mhz, fpga.board)
+    return files + _fusesoc(top, arch.name, arch.description, p, arch.grid.clock_mhz)
+
+
+def check_flow(flow: str, arch) -> None:
+    """Raise :class:`NfcError` unless ``flow`` can be written for target ``arch`` (see :func:`flow_files`)."""
+    if flow not in FLOWS:
+        raise NfcError(f"unknown flow {flow!r}; give one of {', '.join(FLOWS)}")
+    p = arch.fpga.info if arch.fpga is not None else None
     if flow in ("ise", "vivado"):
         if p is None:
             raise NfcError(
@@ -297,6 +300,3 @@ def flow_files(flow: str, arch, manifest: dict[str, Any]) -> list[FlowFile]:
             raise NfcError(
                 f"target {arch.name} is built for {p.name} ({p.family}), which {flow} does not support; {other}"
             )
-        make = _ise if flow == "ise" else _vivado
-        return files + make(top, p, arch.grid.clock_mhz, fpga.board)
-    return files + _fusesoc(top, arch.name, arch.description, p, arch.grid.clock_mhz)
