@@ -43,7 +43,7 @@ models: setup
 	$(PY) scripts/make_models.py build/models
 
 bench: setup
-	$(PY) scripts/bench.py --models build/models --out bench/results.json
+	$(PY) scripts/bench.py --models build/models --big --out bench/results.json
 
 demo: setup
 	$(PY) scripts/make_models.py build/models --only scene_parsing

@@ -12,7 +12,8 @@ on two cores, most of it in the dynamo exporter and the digits training.
 
 Export conventions, relied on by the ONNX importer and its tests:
 
-* batch 1, NCHW, static shapes; one graph input ``input`` and one graph output ``output``;
+* batch 1, NCHW, static shapes; one graph input ``input`` and one graph output ``output`` (the
+  pyramid network has three, ``ModelSpec.outputs``);
 * most files come from the TorchScript exporter (``dynamo=False``) at a fixed opset that varies
   between models (11, 13, 17) so several opsets are covered; ``lenet5_dynamo`` and
   ``mobilenet_v2_dynamo`` come from the default (dynamo) exporter at opset 18, weights embedded;
@@ -76,6 +77,7 @@ class ModelSpec:
             exporter, needs onnxscript).
         extras: optional name of a function in this module returning side files to write next to
             the ONNX file, as ``{file name: {array name: array}}`` (saved with ``numpy.savez``).
+        outputs: the graph outputs' names, in the module's output order.
     """
 
     name: str
@@ -85,6 +87,7 @@ class ModelSpec:
     builder: str
     exporter: Exporter = "torchscript"
     extras: str | None = None
+    outputs: tuple[str, ...] = ("output",)
 
     @property
     def filename(self) -> str:
@@ -128,6 +131,14 @@ MODELS: dict[str, ModelSpec] = {
             _VGA_QUARTER,
             17,
             "scene_parsing",
+        ),
+        ModelSpec(
+            "scene_parsing_pyramid",
+            "scene_parsing on a 3-scale pyramid (320x240, 160x120, 80x60) in one graph, shared weights",
+            _VGA_QUARTER,
+            17,
+            "scene_parsing_pyramid",
+            outputs=("output", "output_2", "output_4"),
         ),
         ModelSpec(
             "digits",
@@ -405,6 +416,30 @@ def scene_parsing() -> nn.Module:
     ).eval()  # fmt: skip
 
 
+def scene_parsing_pyramid() -> nn.Module:
+    """:func:`scene_parsing` applied to a 3-scale image pyramid, as one network.
+
+    The 320x240 frame is halved twice by 2x2 average pooling (160x120, 80x60) and the same feature
+    extractor (shared weights) runs on each scale. The original builds a Laplacian pyramid and
+    normalises it locally; here the pyramid is the grid's own work. Outputs: 256x49x69, 256x19x29
+    and 256x4x9 feature maps.
+    """
+    from torch import nn
+
+    class Pyramid(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = scene_parsing()
+            self.down = nn.AvgPool2d(2, 2)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            x2 = self.down(x)
+            x4 = self.down(x2)
+            return self.features(x), self.features(x2), self.features(x4)
+
+    return Pyramid().eval()
+
+
 def _digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The scikit-learn digits as ``(X_train, y_train, X_test, y_test)``: first 1437 train, rest test.
 
@@ -663,7 +698,13 @@ def _quiet_exporters() -> Iterator[None]:
 
 
 def export_onnx(
-    model: nn.Module, input_shape: Sequence[int], path: Path, *, opset: int, exporter: Exporter
+    model: nn.Module,
+    input_shape: Sequence[int],
+    path: Path,
+    *,
+    opset: int,
+    exporter: Exporter,
+    output_names: Sequence[str] = ("output",),
 ) -> None:
     """Export ``model`` to ``path`` with a fixed input shape, silencing the exporters' chatter.
 
@@ -684,7 +725,7 @@ def export_onnx(
                 dynamo=False,
                 opset_version=opset,
                 input_names=["input"],
-                output_names=["output"],
+                output_names=list(output_names),
                 training=torch.onnx.TrainingMode.PRESERVE,
                 do_constant_folding=True,
             )
@@ -696,7 +737,7 @@ def export_onnx(
                 dynamo=True,
                 opset_version=opset,
                 input_names=["input"],
-                output_names=["output"],
+                output_names=list(output_names),
                 external_data=False,
                 optimize=True,
                 verbose=False,
@@ -757,7 +798,15 @@ def build_models(
         model = build_model(spec.name)
         path = out / spec.filename
         atomic_write_with(
-            path, partial(export_onnx, model, spec.input_shape, opset=spec.opset, exporter=spec.exporter)
+            path,
+            partial(
+                export_onnx,
+                model,
+                spec.input_shape,
+                opset=spec.opset,
+                exporter=spec.exporter,
+                output_names=spec.outputs,
+            ),
         )
         written.append(path)
         side_files = globals()[spec.extras]() if spec.extras is not None else {}

@@ -29,6 +29,7 @@ from nfc.arch import load_target
 from nfc.benchmarks import build_models
 from nfc.compiler.analysis import layer_stats, totals
 from nfc.compiler.binary import LoadedPass, as_loaded
+from nfc.compiler.bounds import cycle_bounds
 from nfc.compiler.driver import compile_graph
 from nfc.files import atomic_write
 from nfc.frontends.onnx import import_onnx
@@ -37,6 +38,9 @@ from nfc.sim.events import Events
 from nfc.sim.naive import naive_pass
 from nfc.sim.power import PowerModel
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_goals import COMPILE_GOALS, compile_times, goals, goals_table  # noqa: E402
+
 #: Networks measured, in table order.
 NETWORKS = [
     "digits",
@@ -44,17 +48,62 @@ NETWORKS = [
     "face_detector",
     "neuflow_test",
     "scene_parsing",
+    "scene_parsing_pyramid",
     "alexnet_small",
     "vgg16_small",
 ]
-#: Not compiled by the bench: minutes per compile with today's mapping (``make test-long`` compiles
-#: them for every target and policy; see BENCHMARKS.md).
+#: Measured only with ``--big`` (minutes per compile with today's mapping), on virtex6 only: the
+#: utilisation goal and the compile-time goal need them; ``make test-long`` compiles them for every
+#: target and policy.
 DEFERRED = {
     "resnet18": "about 350k passes on virtex6 (1.4M chain terms, at most 4 per pass); minutes to compile",
     "mobilenet_v2": "about 72k passes on virtex6; minutes to compile",
 }
 TARGETS = ["virtex6", "asic45"]
 POLICIES = ["luaflow", "nfc"]
+
+
+def measure(name: str, graph, arch, policy: str, runs: int) -> dict:
+    """Compile ``graph`` ``runs`` times (median time) and time the program on the cycle model."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        result = compile_graph(graph, arch, policy)
+        times.append(time.perf_counter() - t0)
+    timings = time_program(result.program, arch)
+    events = sum((t.events for t in timings), Events())
+    net = totals(layer_stats(result.graph))
+    power = PowerModel(arch).summary(events, net["grid_ops"])
+    cycles = events.cycles
+    bounds = cycle_bounds(result.lowered, arch)
+    row = {
+        "network": name,
+        "target": arch.name,
+        "policy": policy,
+        "passes": len(timings),
+        "cycles": cycles,
+        "estimate_cycles": sum(t.estimate for t in timings),
+        "frames_per_s": arch.clock_hz / cycles,
+        "useful_gops": power["gops"],
+        # the network's MACs (zero kernels skipped), as nfc simulate reports it
+        "mac_utilisation": net["macs"] / (cycles * arch.macs),
+        "network_macs": net["macs"],
+        "dram_bytes": events.dram_bytes_read + events.dram_bytes_written,
+        "config_cycles": sum(t.config_cycles for t in timings),
+        "memory_stall_cycles": sum(t.memory_stall_cycles for t in timings),
+        "watts": power["watts"],
+        "gops_per_w": power["gops_per_w"],
+        "compile_s_median": statistics.median(times),
+        "compile_runs": len(times),
+        "bounds": bounds.to_dict(),
+        "bound_frames_per_s": arch.clock_hz / bounds.bound,
+    }
+    print(
+        f"bench: {name:14s} {arch.name:8s} {policy:8s} {row['frames_per_s']:10.2f} fps  "
+        f"compile {row['compile_s_median']:.2f} s",
+        file=sys.stderr,
+    )
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,12 +116,16 @@ def main(argv: list[str] | None = None) -> int:
         "--big", action="store_true", help="also measure compile time and memory of ResNet-18 and MobileNetV2"
     )
     ap.add_argument(
+        "--goal-runs", type=int, default=5, help="compiles per network for the compile-time goals (median)"
+    )
+    ap.add_argument(
         "--no-rtl", action="store_true", help="leave out the cycle model vs RTL-on-Verilator speed comparison"
     )
     args = ap.parse_args(argv)
     models = Path(args.models)
     names = [n for n in NETWORKS if not args.only or n in args.only.split(",")]
-    missing = [n for n in names if not (models / f"{n}.onnx").exists()]
+    wanted = names + (list(DEFERRED) if args.big else [])
+    missing = [n for n in wanted if not (models / f"{n}.onnx").exists()]
     if missing:
         print(f"bench: building {', '.join(missing)} into {models}", file=sys.stderr)
         build_models(models, only=missing, progress=lambda m: print(f"bench: {m}", file=sys.stderr))
@@ -80,47 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         graph = import_onnx(models / f"{name}.onnx")
         for target in TARGETS:
-            arch = load_target(target)
             for policy in POLICIES:
-                times = []
-                for _ in range(args.runs):
-                    t0 = time.perf_counter()
-                    result = compile_graph(graph, arch, policy)
-                    times.append(time.perf_counter() - t0)
-                timings = time_program(result.program, arch)
-                events = sum((t.events for t in timings), Events())
-                net = totals(layer_stats(result.graph))
-                ops = net["grid_ops"]
-                power = PowerModel(arch).summary(events, ops)
-                cycles = events.cycles
-                rows.append(
-                    {
-                        "network": name,
-                        "target": target,
-                        "policy": policy,
-                        "passes": len(timings),
-                        "cycles": cycles,
-                        "estimate_cycles": sum(t.estimate for t in timings),
-                        "frames_per_s": arch.clock_hz / cycles,
-                        "useful_gops": power["gops"],
-                        # the network's MACs (zero kernels skipped), as nfc simulate reports it
-                        "mac_utilisation": net["macs"] / (cycles * arch.macs),
-                        "network_macs": net["macs"],
-                        "dram_bytes": events.dram_bytes_read + events.dram_bytes_written,
-                        "config_cycles": sum(t.config_cycles for t in timings),
-                        "memory_stall_cycles": sum(t.memory_stall_cycles for t in timings),
-                        "watts": power["watts"],
-                        "gops_per_w": power["gops_per_w"],
-                        "compile_s_median": statistics.median(times),
-                        "compile_runs": len(times),
-                    }
-                )
-                r = rows[-1]
-                print(
-                    f"bench: {name:14s} {target:8s} {policy:8s} {r['frames_per_s']:10.2f} fps  "
-                    f"compile {r['compile_s_median']:.2f} s",
-                    file=sys.stderr,
-                )
+                rows.append(measure(name, graph, load_target(target), policy, args.runs))
+    if args.big:
+        for name in DEFERRED:
+            graph = import_onnx(models / f"{name}.onnx")
+            for policy in POLICIES:
+                rows.append(measure(name, graph, load_target("virtex6"), policy, 1))
     for r in rows:
         if r["policy"] == "nfc":
             base = next(
@@ -133,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     speed = sim_speed(models, args.runs) if not args.only or "scene_parsing" in args.only.split(",") else None
     rtl = rtl_speed(models, args.runs) if not args.no_rtl else None
     memory = [compile_memory(models, name) for name in names + (list(DEFERRED) if args.big else [])]
+    timed = [n for n in COMPILE_GOALS if n in names or (args.big and n in DEFERRED)]
+    compiled = compile_times(models, args.goal_runs, timed)
+    goal_lines = goals(rows, compiled)
     doc = {
         "source": "cycle model (sim/cycle.py); estimate = compiler's analytical estimate",
         "compile_memory": memory,
@@ -141,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         "simulator_speed": speed,
         "rtl_speed": rtl,
         "deferred": DEFERRED,
+        "compile_goal_times": compiled,
+        "goals": goal_lines,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -159,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             f"not in the quality table: {name}: {why}"
             + (" (compile time and memory above)" if args.big else "")
         )
+    print()
+    print(goals_table(goal_lines))
     print(f"\nwrote {out}")
     return 0
 
@@ -391,15 +417,16 @@ def speed_table(sp: dict) -> str:
 
 def table(rows: list[dict]) -> str:
     head = (
-        "| network | target | policy | passes | cycles/frame | estimate | frames/s | useful GOPS | MAC util | "
-        "DRAM MB/frame | config % | mem stall % | W | GOPS/W | x luaflow | compile s |"
+        "| network | target | policy | passes | cycles/frame | estimate | frames/s | bound frames/s | useful GOPS | "
+        "MAC util | DRAM MB/frame | config % | mem stall % | W | GOPS/W | x luaflow | compile s |"
     )
-    lines = [head, "|" + "---|" * 16]
+    lines = [head, "|" + "---|" * 17]
     for r in rows:
         ratio = f"{r['speedup_vs_luaflow']:.2f}" if "speedup_vs_luaflow" in r else "1 (base)"
         lines.append(
             f"| {r['network']} | {r['target']} | {r['policy']} | {r['passes']} | {r['cycles']:,} | "
-            f"{r['estimate_cycles'] / r['cycles']:.4f}x | {r['frames_per_s']:.2f} | {r['useful_gops']:.2f} | "
+            f"{r['estimate_cycles'] / r['cycles']:.4f}x | {r['frames_per_s']:.2f} | {r['bound_frames_per_s']:.2f} | "
+            f"{r['useful_gops']:.2f} | "
             f"{100 * r['mac_utilisation']:.1f}% | {r['dram_bytes'] / 1e6:.2f} | "
             f"{100 * r['config_cycles'] / r['cycles']:.1f}% | {100 * r['memory_stall_cycles'] / r['cycles']:.1f}% | "
             f"{r['watts']:.2f} | {r['gops_per_w']:.2f} | {ratio} | {r['compile_s_median']:.2f} |"

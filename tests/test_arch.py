@@ -33,7 +33,7 @@ def test_virtex6_is_the_neuflow_ml605_build():
     assert v.tile.fifo_depth == 64
     assert (v.numerics.word_bits, v.numerics.frac_bits) == (16, 8)
     assert v.grid.clock_mhz == 200
-    assert v.io.ports == 6 and (v.io.max_read_ports, v.io.max_write_ports) == (5, 1)
+    assert v.io.ports == 6 and (v.io.max_read_ports, v.io.max_write_ports) == (5, 5)
     assert v.total_gbytes_per_s == pytest.approx(2.72)
     assert v.peak_gops == pytest.approx(163.2)  # luaFlow's 2*(convs*100+mappers+ALUs)*f
 

@@ -79,7 +79,8 @@ def _fan_ins(weight: np.ndarray) -> set[int]:
 
 def test_registry_entries() -> None:
     expected = {
-        "lenet5", "lenet5_dynamo", "face_detector", "neuflow_test", "scene_parsing", "digits",
+        "lenet5", "lenet5_dynamo", "face_detector", "neuflow_test", "scene_parsing", "scene_parsing_pyramid",
+        "digits",
         "resnet18", "mobilenet_v2", "mobilenet_v2_dynamo", "alexnet_small", "vgg16_small",
     }  # fmt: skip
     assert set(MODELS) == expected
@@ -140,7 +141,7 @@ def test_onnx_checker_and_interface(model_dir: Path, name: str) -> None:
     model = onnx.load(str(path))
     assert _default_opset(model) == spec.opset
     assert [i.name for i in model.graph.input] == ["input"]
-    assert [o.name for o in model.graph.output] == ["output"]
+    assert [o.name for o in model.graph.output] == list(spec.outputs)
     assert _static_shape(model.graph.input[0]) == spec.input_shape
     assert _static_shape(model.graph.output[0])[0] == 1
     for tensor in model.graph.initializer:
@@ -152,13 +153,35 @@ def test_onnxruntime_matches_torch(model_dir: Path, name: str) -> None:
     """onnxruntime runs each file on random input; outputs are finite, O(1) and match PyTorch."""
     spec = MODELS[name]
     x = np.random.default_rng(1).standard_normal(spec.input_shape).astype(np.float32)
-    (y,) = _session(model_dir / spec.filename).run(None, {"input": x})
-    assert np.all(np.isfinite(y))
-    assert 0.01 < float(np.abs(y).max()) < 100.0, "activations collapsed or exploded"
+    ys = _session(model_dir / spec.filename).run(None, {"input": x})
     with torch.no_grad():
-        reference = build_model(name)(torch.from_numpy(x)).numpy()
-    assert y.shape == reference.shape
-    np.testing.assert_allclose(y, reference, rtol=1e-4, atol=1e-4 * float(np.abs(reference).max()))
+        references = build_model(name)(torch.from_numpy(x))
+    if isinstance(references, torch.Tensor):
+        references = (references,)
+    assert len(ys) == len(references) == len(spec.outputs)
+    for y, reference in zip(ys, (r.numpy() for r in references), strict=True):
+        assert np.all(np.isfinite(y))
+        assert 0.01 < float(np.abs(y).max()) < 100.0, "activations collapsed or exploded"
+        assert y.shape == reference.shape
+        np.testing.assert_allclose(y, reference, rtol=1e-4, atol=1e-4 * float(np.abs(reference).max()))
+
+
+def test_scene_parsing_pyramid(model_dir: Path) -> None:
+    """Three scales of the same network (shared weights): the first is scene_parsing itself, the
+    others scene_parsing of the frame averaged over 2x2 and 4x4 blocks."""
+    x = np.random.default_rng(2).standard_normal((1, 3, 240, 320)).astype(np.float32)
+    pyramid = _session(model_dir / "scene_parsing_pyramid.onnx").run(None, {"input": x})
+    (single,) = _session(model_dir / "scene_parsing.onnx").run(None, {"input": x})
+    assert [y.shape for y in pyramid] == [(1, 256, 49, 69), (1, 256, 19, 29), (1, 256, 4, 9)]
+    np.testing.assert_allclose(pyramid[0], single, rtol=1e-5, atol=1e-5)
+    features = build_model("scene_parsing")
+    for y, f in zip(pyramid[1:], (2, 4), strict=True):
+        scaled = x.reshape(1, 3, 240 // f, f, 320 // f, f).mean(axis=(3, 5))
+        with torch.no_grad():
+            want = features(torch.from_numpy(scaled)).numpy()
+        np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+    stages = _conv_kernel_stats(model_dir / "scene_parsing_pyramid.onnx")
+    assert len(stages) == 9 and all(np.array_equal(stages[k][0], stages[k % 3][0]) for k in range(9))
 
 
 def test_scene_parsing_useful_macs(model_dir: Path) -> None:

@@ -131,6 +131,20 @@ def test_cosim_verilator_whole_program(tmp_path, net, policy):
     _check(res, rows)
 
 
+TINY_RW = Path(__file__).parent / "targets" / "tiny_rw.toml"
+
+
+@pytest.mark.parametrize("net", ["depthwise", "upsample_pad"])
+def test_cosim_several_writes_per_pass(tmp_path, net):
+    """Ports used as read or write as each pass needs (``tiny_rw``: up to 3 writes in a pass): passes
+    that finish several maps at once, every pass on Verilator."""
+    res, rows = run_cosim(net, str(TINY_RW), "nfc", tmp_path, seed=3, simulator="verilator")
+    _check(res, rows)
+    prog = compile_graph(build_net(net, tmp_path), load_target(TINY_RW), "nfc").program
+    writes = [sum(s.direction == "write" for s in p.streams) for p in prog.steps if hasattr(p, "streams")]
+    assert max(writes) >= 2, "the program has no pass with several write streams"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
 @pytest.mark.parametrize("policy", ["nfc", "luaflow"])

@@ -1,0 +1,102 @@
+"""Lower bounds on the cycles of any schedule of a lowered network on a target.
+
+``make bench`` prints them beside the measured cycles, so that a goal the hardware cannot reach
+shows the arithmetic that rules it out, and a schedule shows how close it gets. Every bound counts
+grid work only (host steps are not timed on the grid) and leaves configuration out (it could in
+principle overlap streaming), so each is a true lower bound for the timing contract of
+``docs/architecture.md`` §13:
+
+``mac_peak``
+    every MAC of every convolver busy on every cycle: useful MACs / (convolvers x K x K).
+``kernel_fill``
+    one window position per convolver per cycle: each term of a chain (one kernel block on one
+    input map) occupies a whole convolver for every *output* position, whatever its size; a 7x7
+    kernel fills 49% of a 10x10 array. Sum of terms x output positions / convolvers. Pooling on a
+    convolver counts the same way (one term per pooled map).
+``streaming``
+    the convolver as NeuFlow built it: one *input* word per cycle, so a term takes as many cycles
+    as its input region has words, border and the rows and columns around the valid windows
+    included (for a 7x7 valid convolution of a 75x55 map: 4125 cycles for 3381 outputs).
+``bandwidth``
+    every grid layer reads each input map it uses once and writes its output once, at the
+    memory's sustained rate (shared or separate read and write bandwidth).
+
+``bound`` is the largest of ``streaming`` and ``bandwidth`` (``streaming`` >= ``kernel_fill`` >=
+``mac_peak``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from nfc.arch import ArchConfig
+from nfc.compiler.grid import ConvLayer, CopyLayer, EltwiseLayer, Lowered, MapLayer
+
+__all__ = ["Bounds", "cycle_bounds"]
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Lower bounds in grid cycles (see the module docstring)."""
+
+    mac_peak: float
+    kernel_fill: float
+    streaming: float
+    bandwidth: float
+
+    @property
+    def bound(self) -> float:
+        return max(self.streaming, self.bandwidth)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "bound": self.bound}
+
+
+def _region_words(layer: ConvLayer) -> int:
+    """Words of the input region one term streams: every row and column its windows touch."""
+    _, oh, ow = layer.out_shape
+    (bh, bw), (dh, dw), (sh, sw) = layer.block, layer.dilation, layer.stride
+    rows = (oh - 1) * sh + (bh - 1) * dh + 1
+    cols = (ow - 1) * sw + (bw - 1) * dw + 1
+    return rows * cols
+
+
+def cycle_bounds(low: Lowered, arch: ArchConfig) -> Bounds:
+    """The bounds of :class:`Bounds` for ``low`` on ``arch``."""
+    n_conv = arch.convolvers
+    macs = fill = stream = 0
+    read_words = write_words = 0
+    for layer in low.layers:
+        if isinstance(layer, ConvLayer):
+            terms = layer.terms
+            _, oh, ow = layer.out_shape
+            macs += layer.useful_macs
+            fill += terms * oh * ow
+            stream += terms * _region_words(layer)
+            h, w = layer.view
+            used = np.unique(layer.channels[layer.channels >= 0]).size
+            read_words += used * h * w
+            write_words += low.buffers[layer.dst].words
+        elif isinstance(layer, MapLayer | CopyLayer):
+            read_words += low.buffers[layer.src].words
+            write_words += low.buffers[layer.dst].words
+        elif isinstance(layer, EltwiseLayer):
+            read_words += low.buffers[layer.a].words + low.buffers[layer.b].words
+            write_words += low.buffers[layer.dst].words
+    per_cycle = arch.word_bytes * arch.grid.clock_mhz * 1e6 / 1e9  # GB/s of one word per cycle
+    mem = arch.memory
+    if mem.shared:
+        bandwidth = (read_words + write_words) * per_cycle / mem.read_gbytes_per_s
+    else:
+        bandwidth = max(
+            read_words * per_cycle / mem.read_gbytes_per_s, write_words * per_cycle / mem.write_gbytes_per_s
+        )
+    k2 = arch.tile.convolver_size**2
+    return Bounds(
+        mac_peak=macs / (n_conv * k2) if n_conv else 0.0,
+        kernel_fill=fill / n_conv if n_conv else 0.0,
+        streaming=stream / n_conv if n_conv else 0.0,
+        bandwidth=bandwidth,
+    )
