@@ -64,7 +64,7 @@ from pathlib import Path
 from nfc.compiler.decode import DecodedPass, decode_pass, format_fields, split_word
 from nfc.compiler.program import PROGRAM_VERSION, BufferInfo, HostStep, Pass, Program
 from nfc.errors import NfcError
-from nfc.files import atomic_write
+from nfc.files import atomic_write, atomic_write_with
 from nfc.text import table
 
 __all__ = [
@@ -195,8 +195,95 @@ def _io(w: _Writer, items, what: str) -> None:
             w.u32(d, f"{what} {name!r} dimension")
 
 
+_U32 = struct.Struct("<I").pack
+_U64 = struct.Struct("<Q").pack
+_PASS_HEAD = struct.Struct("<BI").pack  # step type, pass index
+
+
+class _FastPasses:
+    """Writes passes as :class:`_Writer` does, faster: the strings a program repeats (pass kinds,
+    layer names, estimate keys) are encoded once, and each pass becomes one bytes object.
+
+    :meth:`bytes` returns None when a field is not a plain value it handles (not exactly an
+    ``int``/``str``/``tuple``/``dict``, or out of range); the caller then writes that pass with the
+    checked :class:`_Writer`, which raises the error or writes it the same way.
+    """
+
+    def __init__(self) -> None:
+        self.texts: dict = {}  # str -> its string encoding; tuple of str -> count + encodings
+        self.estimates: dict[tuple, tuple[tuple, bytes, tuple[bytes, ...]]] = {}
+
+    def _str(self, s) -> bytes | None:
+        if type(s) is not str:
+            return None
+        out = self.texts.get(s)
+        if out is None:
+            data = s.encode("utf-8")
+            if len(data) >= 1 << 32:
+                return None
+            out = self.texts[s] = _U32(len(data)) + data
+        return out
+
+    def _strs(self, items) -> bytes | None:
+        if type(items) is not tuple:
+            return None
+        try:
+            out = self.texts.get(items)
+        except TypeError:  # an unhashable item: not a string
+            return None
+        if out is None:
+            parts = [self._str(s) for s in items]
+            if any(p is None for p in parts):
+                return None
+            out = self.texts[items] = _U32(len(items)) + b"".join(parts)
+        return out
+
+    def bytes(self, step: Pass) -> bytes | None:
+        index, macs, est, words = step.index, step.macs, step.estimate, step.config_words
+        if not (type(index) is int and 0 <= index < 1 << 32 and type(macs) is int and 0 <= macs < 1 << 64):
+            return None
+        kind = self._str(step.kind)
+        layers = self._strs(step.layers)
+        if kind is None or layers is None or type(est) is not dict:
+            return None
+        order = tuple(est)
+        known = self.estimates.get(order)
+        if known is None:
+            if any(type(k) is not str for k in order):
+                return None
+            keys = tuple(sorted(order))
+            names = tuple(self._str(k) for k in keys)
+            if None in names:
+                return None
+            known = self.estimates[order] = (keys, _U32(len(keys)), names)
+        keys, count, names = known
+        parts = [_PASS_HEAD(_STEP_PASS, index), kind, layers, _U64(macs), count]
+        for key, name in zip(keys, names, strict=True):
+            value = est[key]
+            if type(value) is not int or not 0 <= value < 1 << 64:
+                return None
+            parts += (name, _U64(value))
+        try:
+            packed = array("Q", words)
+        except (OverflowError, TypeError):
+            return None
+        if sys.byteorder != "little":
+            packed.byteswap()
+        parts += (_U32(len(packed)), packed)
+        return b"".join(parts)
+
+
 def program_bytes(program: Program) -> bytes:
     """The binary program file of ``program`` (layout in the module docstring).
+
+    Raises ``ValueError`` when a value does not fit its field (a compiler bug, not a user error).
+    """
+    return b"".join(_program_parts(program))
+
+
+def _program_parts(program: Program) -> list[bytes]:
+    """:func:`program_bytes` in pieces (their concatenation is the file), so that a large program
+    can be written to disk without first being copied into one bytes object.
 
     Raises ``ValueError`` when a value does not fit its field (a compiler bug, not a user error).
     """
@@ -228,8 +315,13 @@ def program_bytes(program: Program) -> bytes:
     _io(w, program.inputs, "input")
     _io(w, program.outputs, "output")
     w.u32(len(program.steps), "step count")
+    fast = _FastPasses()
     for step in program.steps:
         if isinstance(step, Pass):
+            data = fast.bytes(step)
+            if data is not None:
+                w.parts.append(data)
+                continue
             what = f"pass {step.index}"
             w.u8(_STEP_PASS, what)
             w.u32(step.index, what)
@@ -252,8 +344,11 @@ def program_bytes(program: Program) -> bytes:
             w.u64(step.ops, f"{what} ops")
         else:
             raise ValueError(f"step {step!r} is neither a Pass nor a HostStep")
-    body = b"".join(w.parts)
-    return body + struct.pack("<I", zlib.crc32(body))
+    crc = 0
+    for part in w.parts:  # part by part: no copy of the whole body just for its checksum
+        crc = zlib.crc32(part, crc)
+    w.parts.append(struct.pack("<I", crc))
+    return w.parts
 
 
 def write_program(program: Program, directory: str | os.PathLike, listings: bool = True) -> dict[str, Path]:
@@ -263,9 +358,11 @@ def write_program(program: Program, directory: str | os.PathLike, listings: bool
     With ``listings=False`` only ``program.nfcp`` is written and stale listings from an earlier
     program in the same directory are removed (``nfc disasm`` makes a listing from the file)."""
     directory = Path(directory)
-    data = program_bytes(program)  # the encoder refuses any value that outgrows its field
+    parts = _program_parts(program)  # the encoder refuses any value that outgrows its field
     texts = {}
     if listings:
+        data = b"".join(parts)
+        parts = [data]
         try:  # the listings come from the file as read back: a program that does not read back is refused
             loaded = parse_program(data, FILES["nfcp"])
         except NfcError as exc:
@@ -282,10 +379,18 @@ def write_program(program: Program, directory: str | os.PathLike, listings: bool
                 paths.pop(key).unlink(missing_ok=True)
         for key, text in texts.items():
             atomic_write(paths[key], text.encode("utf-8"))
-        atomic_write(paths["nfcp"], data)
+        atomic_write_with(paths["nfcp"], lambda tmp: _write_parts(tmp, parts))
     except OSError as exc:
         raise NfcError(f"{directory}: cannot write the program: {exc.strerror or exc}") from None
     return paths
+
+
+def _write_parts(path: Path, parts: list[bytes]) -> None:
+    """Write the pieces of a file to the new file ``path`` (as ``atomic_write`` writes its data)."""
+    with open(path, "xb") as f:
+        f.writelines(parts)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 # ---------------------------------------------------------------------------------------------------

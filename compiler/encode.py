@@ -40,9 +40,28 @@ from __future__ import annotations
 
 import functools
 
-from nfc.compiler.program import Pass, Stream
+import numpy as np
 
-__all__ = ["OPCODES", "word", "encode_pass", "KIND_CODES", "ALU_OPS", "ROLE_CODES"]
+from nfc.compiler.program import AluUnit, ConvUnit, MapUnit, Pass, Stream
+
+__all__ = [
+    "OPCODES",
+    "word",
+    "encode_pass",
+    "KIND_CODES",
+    "ALU_OPS",
+    "ROLE_CODES",
+    "stream_words",
+    "conv_head",
+    "conv_head_words",
+    "weight_words",
+    "weight_head",
+    "weight_bodies",
+    "map_words",
+    "alu_word",
+    "pass_word",
+    "tail_words",
+]
 
 OPCODES = {
     "PASS": 0x01,
@@ -117,7 +136,8 @@ def _nibbles(what: str, *values: int) -> int:
     return out
 
 
-def _stream_words(i: int, s: Stream, address: int, map_shape: tuple[int, int]) -> list[int]:
+def stream_words(i: int, s: Stream, address: int, map_shape: tuple[int, int]) -> list[int]:
+    """The words of stream ``i`` of a pass: PORT, PORT_ADDR (``address``), ..., its ROUTE words."""
     r = s.region
     words = list(
         _stream_words_but_address(
@@ -167,7 +187,7 @@ def _stream_words_but_address(
     return tuple(out)
 
 
-def _weight_words(tile: int, kernel: tuple[int, ...]) -> list[int]:
+def weight_words(tile: int, kernel: tuple[int, ...]) -> list[int]:
     """CONV_W words for a kernel: two signed 16-bit weights per word (kernels are the bulk of all
     configuration words; plain integer arithmetic beats numpy on kernels of at most 15x15)."""
     if not kernel:
@@ -177,12 +197,114 @@ def _weight_words(tile: int, kernel: tuple[int, ...]) -> list[int]:
     k = tuple(kernel) if all(type(w) is int for w in kernel) else tuple(int(w) for w in kernel)
     if len(k) % 2:
         k += (0,)
-    head = (OPCODES["CONV_W"] << 56) | (_u(tile, 8) << 48)
+    head = weight_head(tile)
     # word j holds weights 2j (high half) and 2j + 1 (low half); its index field b is 2j
     return [
         head | (j << 41) | ((a & 0xFFFF) << 16) | (b & 0xFFFF)
         for j, (a, b) in enumerate(zip(k[0::2], k[1::2], strict=True))
     ]
+
+
+@functools.lru_cache(maxsize=256)
+def weight_head(tile: int) -> int:
+    """The opcode and tile fields of the CONV_W words of the convolver on ``tile``."""
+    return (OPCODES["CONV_W"] << 56) | (_u(tile, 8) << 48)
+
+
+def weight_bodies(kernels: np.ndarray) -> np.ndarray | None:
+    """The CONV_W words of many kernels at once, without their :func:`weight_head`: ``kernels``
+    is an integer array ``(..., n)`` of flattened kernels; the result ``(..., ceil(n / 2))`` holds
+    ``index << 41 | w[2j] << 16 | w[2j + 1]`` (16-bit two's complement halves), so that the words
+    of one kernel are ``weight_head(tile) | body``, exactly what :func:`weight_words` gives.
+    ``None`` when a weight does not fit 16 bits (the caller then encodes kernel by kernel, which
+    raises for the kernels that hold such a weight, and only for those)."""
+    k = np.asarray(kernels, dtype=np.int64)
+    if k.size and (k.min() < -(1 << 15) or k.max() >= 1 << 15):
+        return None
+    if k.shape[-1] % 2:
+        k = np.concatenate([k, np.zeros(k.shape[:-1] + (1,), np.int64)], axis=-1)
+    j = np.arange(k.shape[-1] // 2, dtype=np.int64) << 41
+    return j | ((k[..., 0::2] & 0xFFFF) << 16) | (k[..., 1::2] & 0xFFFF)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def conv_head_words(
+    tile: int,
+    mode: str,
+    block: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    psum_from: str,
+    to: str,
+    delay: int,
+    shift: int,
+    act_tile: int,
+    out_shift: int,
+    bias: int,
+) -> tuple[int, int, int]:
+    """The CONV, CONV_LINK and CONV_SHIFT words of a convolver (its CONV_W words follow them).
+    A layer's units share all of these fields but the tile and the bias, so most calls hit the
+    cache."""
+    (sh, sw), (dh, dw) = stride, dilation
+    kh, kw = block
+    what = f"convolver on tile {tile}: block, stride and dilation"
+    conv = word(
+        "CONV", tile, 0 if mode == "mac" else 1, _nibbles(what, kh, kw), _nibbles(what, sh, sw, dh, dw)
+    )
+    src = {"bias": 0, "port": 1}.get(psum_from, 2)
+    src_tile = int(psum_from.split(":")[1]) if psum_from.startswith("tile:") else 0
+    to_tile = int(to.split(":")[1]) if to.startswith("tile:") else 0
+    if not (0 <= to_tile < 1 << 15 and 0 <= delay < 1 << 16):
+        raise ValueError(
+            f"convolver on tile {tile}: destination tile {to_tile} or delay {delay} "
+            "does not fit its CONV_LINK field (15 and 16 bits)"
+        )
+    link = word(
+        "CONV_LINK", tile, src, src_tile, ((0 if to == "port" else 1) << 31) | (to_tile << 16) | delay
+    )
+    shifts = word("CONV_SHIFT", tile, _i(shift, 8), act_tile + 1, (_i(out_shift, 8) << 16) | _i(bias, 16))
+    return conv, link, shifts
+
+
+def conv_head(u: ConvUnit) -> tuple[int, int, int]:
+    """:func:`conv_head_words` of unit ``u``."""
+    return conv_head_words(
+        u.tile, u.mode, u.block, u.stride, u.dilation, u.psum_from, u.to,
+        u.delay, u.shift, u.act_tile, u.out_shift, u.bias,
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _map_words(
+    tile: int, shift: int, thresholds: tuple[int, ...], offsets: tuple[int, ...], slopes: tuple[int, ...]
+) -> tuple[int, ...]:
+    words = [word("MAP", tile, len(slopes), 0, _i(shift, 32))]
+    for i, (t, off, slope) in enumerate(zip((0,) + thresholds, offsets, slopes, strict=True)):
+        words.append(word("MAP_SEG", tile, i, 0, _spair(t, off)))
+        words.append(word("MAP_SLOPE", tile, i, 0, _i(slope, 32)))
+    return tuple(words)
+
+
+def map_words(m: MapUnit) -> tuple[int, ...]:
+    """The MAP, MAP_SEG and MAP_SLOPE words of mapper ``m`` (a layer's mappers mostly share one
+    configuration, so the words are cached)."""
+    return _map_words(m.tile, m.shift, m.thresholds, m.offsets, m.slopes)
+
+
+def alu_word(a: AluUnit) -> int:
+    """The ALU word of ``a``."""
+    return word("ALU", a.tile, ALU_OPS[a.op], _i(a.shift_out, 8), _spair(a.shift_a, a.shift_b))
+
+
+def pass_word(kind: str, index: int) -> int:
+    """The PASS word that opens pass ``index``."""
+    return word("PASS", KIND_CODES[kind], arg=index)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def tail_words(rate: tuple[int, int], beats: int) -> tuple[int, int]:
+    """The RATE and GO words that close a pass."""
+    return word("RATE", arg=_pair(rate[0], rate[1])), word("GO", arg=beats)
 
 
 def encode_pass(
@@ -193,59 +315,17 @@ def encode_pass(
     ``addresses[(buffer, channel)]`` is the word address of that map's first word;
     ``map_shapes[buffer]`` the (H, W) the DMA addresses it with.
     """
-    words = [word("PASS", KIND_CODES[p.kind], arg=p.index)]
+    words = [pass_word(p.kind, p.index)]
     for i, s in enumerate(p.streams):
-        words += _stream_words(
+        words += stream_words(
             i, s, addresses[(s.region.buffer, s.region.channel)], map_shapes[s.region.buffer]
         )
     for u in p.convs:
-        (sh, sw), (dh, dw) = u.stride, u.dilation
-        kh, kw = u.block
-        what = f"convolver on tile {u.tile}: block, stride and dilation"
-        words.append(
-            word(
-                "CONV",
-                u.tile,
-                0 if u.mode == "mac" else 1,
-                _nibbles(what, kh, kw),
-                _nibbles(what, sh, sw, dh, dw),
-            )
-        )
-        src = {"bias": 0, "port": 1}.get(u.psum_from, 2)
-        src_tile = int(u.psum_from.split(":")[1]) if u.psum_from.startswith("tile:") else 0
-        to_tile = int(u.to.split(":")[1]) if u.to.startswith("tile:") else 0
-        if not (0 <= to_tile < 1 << 15 and 0 <= u.delay < 1 << 16):
-            raise ValueError(
-                f"convolver on tile {u.tile}: destination tile {to_tile} or delay {u.delay} "
-                "does not fit its CONV_LINK field (15 and 16 bits)"
-            )
-        words.append(
-            word(
-                "CONV_LINK",
-                u.tile,
-                src,
-                src_tile,
-                ((0 if u.to == "port" else 1) << 31) | (to_tile << 16) | u.delay,
-            )
-        )
-        words.append(
-            word(
-                "CONV_SHIFT",
-                u.tile,
-                _i(u.shift, 8),
-                u.act_tile + 1,
-                (_i(u.out_shift, 8) << 16) | _i(u.bias, 16),
-            )
-        )
-        words += _weight_words(u.tile, u.kernel)
+        words += conv_head(u)
+        words += weight_words(u.tile, u.kernel)
     for m in p.maps:
-        words.append(word("MAP", m.tile, len(m.slopes), 0, _i(m.shift, 32)))
-        thresholds = (0,) + m.thresholds
-        for i, (t, off, slope) in enumerate(zip(thresholds, m.offsets, m.slopes, strict=True)):
-            words.append(word("MAP_SEG", m.tile, i, 0, _spair(t, off)))
-            words.append(word("MAP_SLOPE", m.tile, i, 0, _i(slope, 32)))
+        words += map_words(m)
     for a in p.alus:
-        words.append(word("ALU", a.tile, ALU_OPS[a.op], _i(a.shift_out, 8), _spair(a.shift_a, a.shift_b)))
-    words.append(word("RATE", arg=_pair(p.rate[0], p.rate[1])))
-    words.append(word("GO", arg=p.beats))
+        words.append(alu_word(a))
+    words += tail_words(p.rate, p.beats)
     return tuple(words)

@@ -24,7 +24,9 @@ the layer and the limit.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,7 +37,17 @@ import numpy as np
 
 from nfc.arch import ArchConfig
 from nfc.compiler.analysis import node_ops
-from nfc.compiler.encode import encode_pass
+from nfc.compiler.encode import (
+    alu_word,
+    conv_head,
+    map_words,
+    pass_word,
+    stream_words,
+    tail_words,
+    weight_bodies,
+    weight_head,
+    weight_words,
+)
 from nfc.compiler.grid import ConvLayer, CopyLayer, EltwiseLayer, HostLayer, Lowered, MapLayer
 from nfc.compiler.program import (
     PROGRAM_VERSION,
@@ -172,10 +184,96 @@ class _Ctx:
     map_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
     extra_buffers: dict[str, tuple[tuple[int, int, int], int, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    viewed: dict[str, ConvLayer] = field(default_factory=dict)  # layer -> the layer reading its @view
+    # Per-layer memo tables (emptied by begin_layer). The passes of one layer repeat the same
+    # regions and streams many times over (ResNet: every output map reads the same input maps, in
+    # the same pass positions), so each Region and Stream is built once and shared by the passes
+    # (they are frozen), and so are a stream's configuration words; a conv layer's per-term numbers
+    # are taken out of its numpy arrays once (_Terms).
+    regions: dict[tuple, Region] = field(default_factory=dict)
+    streams: dict[tuple, Stream] = field(default_factory=dict)
+    stream_words: dict[tuple[int, int], tuple[Stream, list[int]]] = field(default_factory=dict)
+    terms: dict[str, _Terms] = field(default_factory=dict)
+    rates: dict[tuple[int, int, int], tuple[int, int]] = field(default_factory=dict)  # see rate()
+
+    def begin_layer(self) -> None:
+        """Forget the previous layer's memo tables (they only ever hit within a layer)."""
+        self.regions.clear()
+        self.streams.clear()
+        self.stream_words.clear()
+        self.terms.clear()
+
+    def region(self, *fields) -> Region:
+        """``Region(*fields)``, one shared object per distinct region of the current layer."""
+        r = self.regions.get(fields)
+        if r is None:
+            r = self.regions[fields] = Region(*fields)
+        return r
+
+    def words_of_stream(self, i: int, s: Stream) -> list[int]:
+        """The configuration words of ``s`` as stream ``i`` of its pass (memoised per stream
+        object: addresses and map shapes are fixed while passes are built)."""
+        hit = self.stream_words.get((i, id(s)))
+        if hit is not None and hit[0] is s:
+            return hit[1]
+        r = s.region
+        words = stream_words(i, s, self.addresses[(r.buffer, r.channel)], self.map_shapes[r.buffer])
+        self.stream_words[(i, id(s))] = (s, words)
+        return words
+
+    def rate(self, beats: int, reads: list[int], writes: list[int]) -> tuple[int, int]:
+        """The beat rate of a pass (:func:`_rate_of`; ``reads``/``writes``: the words of each stream),
+        memoised here: ``_rate_of``'s own cache hashes the whole ArchConfig on every call."""
+        key = (beats, sum(reads), sum(writes))
+        rate = self.rates.get(key)
+        if rate is None:
+            rate = self.rates[key] = _rate_of(self.arch, *key)
+        return rate
+
+    def terms_of(self, layer: ConvLayer) -> _Terms:
+        t = self.terms.get(layer.name)
+        if t is None:
+            t = self.terms[layer.name] = _Terms(layer)
+        return t
+
+
+class _Terms:
+    """A conv layer's per-term numbers as Python values, taken out of its numpy arrays once: reading
+    numpy arrays element by element cost more than the rest of building a pass.
+
+    ``channels[o][t]``, ``offsets[o][t]`` (a pair), ``bias[o]``, and in ``mac`` mode ``kernels[o][t]``
+    (the flattened kernel, a list), ``nonzero[o][t]`` (its non-zero weights) and ``bodies[o][t]``
+    (its CONV_W words without the tile's head, see ``encode.weight_bodies``; ``None`` when some
+    weight of the layer does not fit a word, and then the kernels are encoded one by one).
+    """
+
+    def __init__(self, layer: ConvLayer):
+        self.channels = _ints(layer.channels).tolist()
+        self.bias = _ints(layer.bias).tolist()
+        offsets = _ints(layer.offsets)
+        if offsets.any():
+            self.offsets = [[(a, b) for a, b in row] for row in offsets.tolist()]
+        else:  # one shared (0, 0) (most layers: kernels that fit one block)
+            zero = (0, 0)
+            self.offsets = [[zero] * offsets.shape[1]] * offsets.shape[0]
+        self.kernels = self.nonzero = self.bodies = None
+        if layer.mode == "mac":
+            k = layer.kernels
+            flat = k.reshape(k.shape[0], k.shape[1], math.prod(k.shape[2:]))
+            self.kernels = flat.tolist()
+            self.nonzero = np.count_nonzero(flat, axis=2).tolist()
+            if np.issubdtype(flat.dtype, np.integer):
+                bodies = weight_bodies(flat)
+                self.bodies = bodies.tolist() if bodies is not None else None
+
+
+def _ints(a: np.ndarray) -> np.ndarray:
+    """``a`` as int64, whose ``tolist()`` gives what ``int()`` of each element gives."""
+    return a if a.dtype == np.int64 else np.asarray(a).astype(np.int64)
 
 
 def _slots(layer: ConvLayer, o: int) -> tuple[int, ...]:
-    return tuple(int(t) for t in np.flatnonzero(layer.channels[o] >= 0))
+    return tuple(np.flatnonzero(layer.channels[o] >= 0).tolist())
 
 
 def _span(layer: ConvLayer) -> tuple[int, int]:
@@ -349,16 +447,12 @@ def _words_per_cycle(arch: ArchConfig, gbytes: float) -> Fraction:
     return words / Fraction(arch.grid.clock_mhz).limit_denominator(10**6) / 10**6
 
 
-def _rate(arch: ArchConfig, beats: int, reads: list[int], writes: list[int]) -> tuple[int, int]:
-    """The beat rate P/Q: the largest rate <= 1 at which the streams' words fit the memory bandwidth.
-
-    ``reads``/``writes``: words of each stream over the pass; per beat each demands words/beats.
-    """
-    return _rate_of(arch, beats, sum(reads), sum(writes))
-
-
 @functools.lru_cache(maxsize=4096)
 def _rate_of(arch: ArchConfig, beats: int, read_words: int, write_words: int) -> tuple[int, int]:
+    """The beat rate P/Q: the largest rate <= 1 at which the streams' words fit the memory bandwidth.
+
+    ``read_words``/``write_words``: words of all read/write streams over the pass (``beats`` beats).
+    """
     r = Fraction(read_words, beats)
     w = Fraction(write_words, beats)
     m = arch.memory
@@ -396,13 +490,19 @@ class _PassBuilder:
     every later pass of the same shape.
     """
 
+    __slots__ = (
+        "ctx", "index", "kind", "router", "next_tile", "convs", "bodies", "maps", "alus", "streams",
+        "layers", "depth", "macs", "key", "record", "replay", "pos", "links_used", "chain_routes",
+    )  # fmt: skip
+
     def __init__(self, ctx: _Ctx, index: int, kind: str, key: tuple):
         self.ctx = ctx
         self.index = index
         self.kind = kind
-        self.router = _Router(ctx.geo, ctx.arch)
+        self.router = None  # made when a decision is first computed (not when replaying)
         self.next_tile = 0
         self.convs: list[ConvUnit] = []
+        self.bodies: list[list[int] | None] = []  # per conv unit: its weight words' bodies, or None
         self.maps: list[MapUnit] = []
         self.alus: list[AluUnit] = []
         self.streams: list[Stream] = []
@@ -412,49 +512,61 @@ class _PassBuilder:
         self.key = (kind,) + key
         cached = ctx.layouts.get(self.key)
         self.record: list = []
-        self.replay = iter(cached[0]) if cached is not None else None
+        self.replay = cached[0] if cached is not None else None
+        self.pos = 0
         self.links_used = cached[1] if cached is not None else None
         self.chain_routes: list[tuple[int, ...]] = []
 
-    def _decide(self, compute):
-        if self.replay is not None:
-            return next(self.replay)
-        value = compute()
-        self.record.append(value)
+    def _router(self) -> _Router:
+        if self.router is None:
+            self.router = _Router(self.ctx.geo, self.ctx.arch)
+        return self.router
+
+    def _replayed(self):
+        value = self.replay[self.pos]
+        self.pos += 1
         return value
 
     def tile(self) -> int:
-        def pick():
-            if self.next_tile >= len(self.ctx.geo.snake):
-                raise SchedulingError(f"pass {self.index}: more units than tiles (internal error)")
-            t = self.ctx.geo.snake[self.next_tile]
-            self.next_tile += 1
-            return t
-
-        return self._decide(pick)
+        if self.replay is not None:
+            return self._replayed()
+        if self.next_tile >= len(self.ctx.geo.snake):
+            raise SchedulingError(f"pass {self.index}: more units than tiles (internal error)")
+        t = self.ctx.geo.snake[self.next_tile]
+        self.next_tile += 1
+        self.record.append(t)
+        return t
 
     def stream(
         self, direction: str, role: str, region: Region, tile: int, words: int, sync: bool = False
     ) -> int:
-        def route():
-            got = self.router.port(direction, tile)
+        if self.replay is not None:
+            port, path = self._replayed()
+        else:
+            got = self._router().port(direction, tile)
             if got is None:
                 raise SchedulingError(f"pass {self.index}: no free {direction} port or route to tile {tile}")
-            return got
-
-        port, path = self._decide(route)
-        self.streams.append(Stream(port, direction, role, region, tile, path, words, sync))
+            self.record.append(got)
+            port, path = got
+        # one shared Stream per distinct stream of the layer (regions are shared, so their
+        # identity stands for their value in the key)
+        key = (port, direction, role, id(region), tile, path, words, sync)
+        s = self.ctx.streams.get(key)
+        if s is None or s.region is not region:
+            s = self.ctx.streams[key] = Stream(port, direction, role, region, tile, path, words, sync)
+        self.streams.append(s)
         return len(path) - 1
 
     def link(self, a: int, b: int) -> int:
-        def route():
-            path = self.router.path(a, b)
+        if self.replay is not None:
+            path = self._replayed()
+        else:
+            router = self._router()
+            path = router.path(a, b)
             if path is None:
                 raise SchedulingError(f"pass {self.index}: no free route from tile {a} to tile {b}")
-            self.router.take(path)
-            return path
-
-        path = self._decide(route)
+            router.take(path)
+            self.record.append(path)
         if len(path) != 2:
             # CONV_LINK words name neighbouring tiles only; snake order makes every chain step one hop
             raise SchedulingError(
@@ -463,13 +575,37 @@ class _PassBuilder:
         self.chain_routes.append(path)
         return len(path) - 1
 
+    def conv(self, unit: ConvUnit, body: list[int] | None) -> None:
+        """Add a convolver; ``body``: its CONV_W words without the tile's head (``_Terms.bodies``),
+        or None to encode its kernel in :meth:`finish`."""
+        self.convs.append(unit)
+        self.bodies.append(body)
+
     def finish(self, beats: int, reads: list[int], writes: list[int]) -> Pass:
-        arch = self.ctx.arch
-        rate = _rate(arch, beats, reads, writes)
+        ctx = self.ctx
+        arch = ctx.arch
+        rate = ctx.rate(beats, reads, writes)
         if self.links_used is None:
-            self.links_used = tuple(sorted(self.router.used))
-            self.ctx.layouts[self.key] = (self.record, self.links_used)
-        units = Pass(
+            self.links_used = tuple(sorted(self._router().used))
+            ctx.layouts[self.key] = (self.record, self.links_used)
+        # the words of encode.encode_pass, from the same pieces, with the memoised stream words and
+        # the layer's precomputed weight words (tests/test_compile_speed_equivalence.py checks that
+        # every pass's words equal encode_pass's)
+        words = [pass_word(self.kind, self.index)]
+        for i, s in enumerate(self.streams):
+            words += ctx.words_of_stream(i, s)
+        for u, body in zip(self.convs, self.bodies, strict=True):
+            words += conv_head(u)
+            if body is None:
+                words += weight_words(u.tile, u.kernel)
+            else:
+                words += map(weight_head(u.tile).__or__, body)
+        for m in self.maps:
+            words += map_words(m)
+        for a in self.alus:
+            words.append(alu_word(a))
+        words += tail_words(rate, beats)
+        return Pass(
             self.index,
             self.kind,
             tuple(dict.fromkeys(self.layers)),
@@ -479,14 +615,12 @@ class _PassBuilder:
             tuple(self.streams),
             self.links_used,
             tuple(self.chain_routes),
-            (),
+            tuple(words),
             rate,
             beats,
             self.macs,
+            _estimate(arch, len(words), beats, rate, self.depth),
         )
-        words = encode_pass(units, self.ctx.addresses, self.ctx.map_shapes)
-        est = _estimate(arch, len(words), beats, rate, self.depth)
-        return replace(units, config_words=words, estimate=est)
 
 
 def _region_in(layer: ConvLayer, channel: int, offset: tuple[int, int], strip: tuple[int, int]) -> Region:
@@ -517,11 +651,20 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
     beats = 0
     for seg in segments:
         layer = seg.layer
+        terms = ctx.terms_of(layer)
+        o = seg.o
         pb.layers.append(layer.name)
         _, OH, _ = layer.out_shape
         x0, x1 = seg.strip
         out_words = OH * (x1 - x0)
-        f_acc = layer.in_fmt.frac + layer.wfmt.frac
+        mac = layer.mode == "mac"
+        shift = layer.in_fmt.frac + layer.wfmt.frac - layer.psum_fmt.frac if mac else 0
+        # the input region of every term (what _region_in gives), but for the channel and offset
+        (dh, dw), (sh, sw) = layer.dilation, layer.stride
+        span_h, span_w = _span(layer)
+        rows = (OH - 1) * sh + span_h
+        cols = (x1 - x0 - 1) * sw + span_w
+        src, pads, pad_value = layer.src, layer.pads, layer.pad_value
         tiles = [pb.tile() for _ in seg.slots]
         pool_tile = pb.tile() if seg.pool is not None else -1
         # chain links first (most constrained), then reads, then the write
@@ -529,20 +672,23 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
         if seg.pool is not None:
             hops.append(pb.link(tiles[-1], pool_tile))
         depth = 0
+        channels, offsets = terms.channels[o], terms.offsets[o]
+        n = len(tiles)
         for i, (t, slot) in enumerate(zip(tiles, seg.slots, strict=True)):
-            ch = int(layer.channels[seg.o, slot])
-            off = (int(layer.offsets[seg.o, slot, 0]), int(layer.offsets[seg.o, slot, 1]))
-            region = _region_in(layer, ch, off, seg.strip)
-            beats = region.words
-            data_hops = pb.stream("read", "data", region, t, region.words)
-            reads.append(region.words)
+            ch = channels[slot]
+            off = offsets[slot]
+            region = ctx.region(src, ch, off[0] * dh, x0 * sw + off[1] * dw, rows, cols, pads, pad_value)
+            words = rows * cols
+            beats = words
+            data_hops = pb.stream("read", "data", region, t, words)
+            reads.append(words)
             delay = i * (CONV_LATENCY + (hops[i - 1] * hop if i else 0))
             if delay > fifo:
                 raise SchedulingError(
-                    f"layer {layer.name!r}: aligning a chain of {len(tiles)} convolvers needs a {delay}-word FIFO, "
+                    f"layer {layer.name!r}: aligning a chain of {n} convolvers needs a {delay}-word FIFO, "
                     f"more than tile.fifo_depth ({fifo})"
                 )
-            last = i == len(tiles) - 1
+            last = i == n - 1
             to = "port"
             if not last:
                 to = f"tile:{tiles[i + 1]}"
@@ -551,86 +697,90 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
             psum_from = (
                 "bias" if i == 0 and not seg.psum_in else ("port" if i == 0 else f"tile:{tiles[i - 1]}")
             )
-            kernel = tuple(layer.kernels[seg.o, slot].reshape(-1).tolist()) if layer.mode == "mac" else ()
-            macs = 0
-            if layer.mode == "mac":
-                macs = int(np.count_nonzero(layer.kernels[seg.o, slot])) * out_words
+            kernel = tuple(terms.kernels[o][slot]) if mac else ()
+            macs = terms.nonzero[o][slot] * out_words if mac else 0
             pb.macs += macs
-            pb.convs.append(
+            # positional arguments, in ConvUnit's field order: keywords cost 2 us a unit, and
+            # ResNet-18 has 1.4 million units
+            pb.conv(
                 ConvUnit(
-                    tile=t,
-                    layer=layer.name,
-                    out_channel=seg.o,
-                    term=slot,
-                    mode=layer.mode,
-                    in_channel=ch,
-                    offset=off,
-                    block=layer.block,
-                    stride=layer.stride,
-                    dilation=layer.dilation,
-                    kernel=kernel,
-                    shift=f_acc - layer.psum_fmt.frac if layer.mode == "mac" else 0,
-                    bias=int(layer.bias[seg.o]) if psum_from == "bias" else 0,
-                    psum_from=psum_from,
-                    to=to,
-                    act_tile=t if (last and seg.final and layer.act) else -1,
-                    out_shift=(layer.psum_fmt.frac - layer.out_fmt.frac)
+                    t,  # tile
+                    layer.name,  # layer
+                    o,  # out_channel
+                    slot,  # term
+                    layer.mode,  # mode
+                    ch,  # in_channel
+                    off,  # offset
+                    layer.block,  # block
+                    layer.stride,  # stride
+                    layer.dilation,  # dilation
+                    kernel,  # kernel
+                    shift,  # shift
+                    terms.bias[o] if psum_from == "bias" else 0,  # bias
+                    psum_from,  # psum_from
+                    to,  # to
+                    t if (last and seg.final and layer.act) else -1,  # act_tile
+                    delay,  # delay
+                    macs,  # macs
+                    (layer.psum_fmt.frac - layer.out_fmt.frac)  # out_shift
                     if (last and seg.final and not layer.act and seg.pool is None)
                     else 0,
-                    delay=delay,
-                    macs=macs,
-                )
+                ),
+                terms.bodies[o][slot] if terms.bodies is not None else None,
             )
             depth = max(depth, data_hops * hop + delay + CONV_LATENCY)
         if seg.psum_in:
             psum_buf = ctx.psum_buffers[layer.name]
-            region = Region(psum_buf, seg.o, 0, x0, OH, x1 - x0)
+            region = ctx.region(psum_buf, o, 0, x0, OH, x1 - x0)
             pb.stream("read", "psum", region, tiles[0], out_words, sync=True)
             reads.append(out_words)
         if seg.final and layer.act:
-            pwl = layer.act[seg.o]
-            pb.maps.append(_map_unit(tiles[-1], layer.name, seg.o, pwl))
+            pwl = layer.act[o]
+            pb.maps.append(_map_unit(tiles[-1], layer.name, o, pwl))
             depth += MAP_LATENCY
         if seg.pool is not None:
             pool = seg.pool
+            pterms = ctx.terms_of(pool)
             pb.layers.append(pool.name)
             _, POH, POW = pool.out_shape
-            kernel = tuple(pool.kernels[seg.o, 0].reshape(-1).tolist()) if pool.mode == "mac" else ()
-            pmacs = int(np.count_nonzero(pool.kernels[seg.o, 0])) * POH * POW if pool.mode == "mac" else 0
+            pmac = pool.mode == "mac"
+            kernel = tuple(pterms.kernels[o][0]) if pmac else ()
+            pmacs = pterms.nonzero[o][0] * POH * POW if pmac else 0
             pb.macs += pmacs
-            pb.convs.append(
+            pb.conv(
                 ConvUnit(
                     tile=pool_tile,
                     layer=pool.name,
-                    out_channel=seg.o,
+                    out_channel=o,
                     term=-1,
                     mode=pool.mode,
-                    in_channel=seg.o,
+                    in_channel=o,
                     offset=(0, 0),
                     block=pool.block,
                     stride=pool.stride,
                     dilation=pool.dilation,
                     kernel=kernel,
-                    shift=pool.in_fmt.frac + pool.wfmt.frac - pool.psum_fmt.frac if pool.mode == "mac" else 0,
-                    bias=int(pool.bias[seg.o]),
+                    shift=pool.in_fmt.frac + pool.wfmt.frac - pool.psum_fmt.frac if pmac else 0,
+                    bias=pterms.bias[o],
                     psum_from="bias",
                     to="port",
                     act_tile=pool_tile if pool.act else -1,
                     out_shift=0 if pool.act else pool.psum_fmt.frac - pool.out_fmt.frac,
                     macs=pmacs,
-                )
+                ),
+                pterms.bodies[o][0] if pterms.bodies is not None else None,
             )
             if pool.act:
-                pwl = pool.act[seg.o]
-                pb.maps.append(_map_unit(pool_tile, pool.name, seg.o, pwl))
+                pwl = pool.act[o]
+                pb.maps.append(_map_unit(pool_tile, pool.name, o, pwl))
                 depth += MAP_LATENCY
-            out_region = Region(pool.dst, seg.o, 0, 0, POH, POW)
+            out_region = ctx.region(pool.dst, o, 0, 0, POH, POW)
             pb.stream("write", "out", out_region, pool_tile, POH * POW)
             writes.append(POH * POW)
             depth += CONV_LATENCY + hop * hops[-1]
         else:
             dst = layer.dst if seg.final else ctx.psum_buffers[layer.name]
-            out_region = Region(dst, seg.o, 0, x0, OH, x1 - x0)
+            out_region = ctx.region(dst, o, 0, x0, OH, x1 - x0)
             pb.stream("write", "out", out_region, tiles[-1], out_words)
             writes.append(out_words)
         pb.depth = max(pb.depth, depth + WRITE_LATENCY)
@@ -808,6 +958,27 @@ def schedule(
     """Schedule ``low`` on ``arch`` with ``policy`` (``nfc`` or ``luaflow``).
 
     ``progress`` is called with a short message per layer on networks of many passes."""
+    with _gc_paused():
+        return _schedule(low, arch, policy, progress)
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause Python's cyclic garbage collector: scheduling allocates millions of small objects
+    (units, streams, word tuples) that form no reference cycles and all stay alive in the program,
+    and the collector's passes over that growing heap took about a third of the scheduling time
+    (mobilenet_v2). Reference counting still frees everything as usual; the collector's previous
+    state is restored afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _schedule(low: Lowered, arch: ArchConfig, policy: str, progress: Callable[[str], None] | None) -> Program:
     if policy not in POLICIES:
         raise SchedulingError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
     ctx = _Ctx(arch, low, Geometry.of(arch), policy)
@@ -886,6 +1057,7 @@ def schedule(
     total = sum(len(plan) for _, plan in plans)
     done = 0
     for layer, plan in plans:
+        ctx.begin_layer()
         done += len(plan)
         if progress is not None and total > 2000 and len(plan) > 200:
             progress(f"scheduling {layer.name}: {len(plan)} passes ({100 * done // total}% of the network)")
@@ -928,7 +1100,10 @@ def _viewed(ctx: _Ctx, seg: _Segment) -> _Segment:
     layer = seg.layer
     if ctx.map_shapes.get(layer.src) == layer.view:
         return seg
-    vname = f"{layer.src}@view"
-    if (vname, 0) not in ctx.addresses:
-        ctx.addresses[(vname, 0)] = ctx.addresses[(layer.src, 0)]
-    return replace(seg, layer=replace(layer, src=vname))
+    viewed = ctx.viewed.get(layer.name)
+    if viewed is None:
+        vname = f"{layer.src}@view"
+        if (vname, 0) not in ctx.addresses:
+            ctx.addresses[(vname, 0)] = ctx.addresses[(layer.src, 0)]
+        viewed = ctx.viewed[layer.name] = replace(layer, src=vname)  # one copy per layer, not per segment
+    return _Segment(viewed, seg.o, seg.slots, seg.psum_in, seg.final, seg.strip, seg.pool)

@@ -1,0 +1,78 @@
+"""The compiler's fast paths against the plain definitions they stand in for.
+
+The scheduler assembles each pass's configuration words from memoised pieces (shared regions and
+streams and their words, a layer's weight words computed at once with numpy, cached unit words),
+and the program writer encodes passes through a fast path; both must give exactly what
+``encode_pass`` and the checked writer give.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nfc.arch import load_target
+from nfc.compiler import binary
+from nfc.compiler.binary import program_bytes
+from nfc.compiler.driver import compile_graph
+from nfc.compiler.encode import encode_pass, weight_bodies, weight_head, weight_words
+from nfc.compiler.grid import ConvLayer
+from nfc.frontends.onnx import import_onnx
+
+NETS = ["digits", "lenet5", "face_detector", "neuflow_test"]
+
+
+def _map_info(program, low, buffer: str) -> tuple[int, tuple[int, int]]:
+    """(address of map 0, (H, W)) of a buffer as the DMA addresses it."""
+    if buffer.endswith("@view"):  # a vector read as rows x K: the source's memory, the layer's view
+        src = buffer[: -len("@view")]
+        views = {layer.view for layer in low.layers if isinstance(layer, ConvLayer) and layer.src == src}
+        assert len(views) == 1
+        return program.buffer(src).address, views.pop()
+    b = program.buffer(buffer)
+    return b.address, b.shape[1:]
+
+
+@pytest.mark.parametrize("policy", ["nfc", "luaflow"])
+@pytest.mark.parametrize("target", ["virtex6", "tiny", "asic45"])
+def test_pass_words_equal_encode_pass(benchmark_dir: Path, monkeypatch, target: str, policy: str):
+    arch = load_target(target)
+    for net in NETS:
+        result = compile_graph(import_onnx(benchmark_dir / f"{net}.onnx"), arch, policy)
+        program, low = result.program, result.lowered
+        addresses: dict[tuple[str, int], int] = {}
+        shapes: dict[str, tuple[int, int]] = {}
+        for p in program.passes:
+            for s in p.streams:
+                base, (h, w) = _map_info(program, low, s.region.buffer)
+                addresses[(s.region.buffer, s.region.channel)] = base + s.region.channel * h * w
+                shapes[s.region.buffer] = (h, w)
+            assert p.config_words == encode_pass(p, addresses, shapes), f"{net}: pass {p.index}"
+        # the fast pass writer against the checked writer alone
+        fast = program_bytes(program)
+        monkeypatch.setattr(binary._FastPasses, "bytes", lambda self, step: None)
+        assert program_bytes(program) == fast, net
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize("n", [1, 2, 9, 25, 100])
+def test_weight_bodies_match_weight_words(n: int):
+    rng = np.random.default_rng(n)
+    kernels = rng.integers(-(1 << 15), 1 << 15, size=(3, 4, n), dtype=np.int64)
+    kernels[0, 0, 0] = -(1 << 15)
+    kernels[0, 0, -1] = (1 << 15) - 1
+    bodies = weight_bodies(kernels).tolist()
+    for tile in (0, 3, 255):
+        for o in range(3):
+            for t in range(4):
+                kernel = tuple(kernels[o, t].tolist())
+                assert [weight_head(tile) | b for b in bodies[o][t]] == weight_words(tile, kernel)
+
+
+def test_weight_bodies_refuse_weights_that_do_not_fit():
+    assert weight_bodies(np.array([[[1 << 15, 0]]])) is None
+    assert weight_bodies(np.array([[[-(1 << 15) - 1]]])) is None
+    with pytest.raises(ValueError, match="16-bit"):
+        weight_words(0, (1 << 15,))
