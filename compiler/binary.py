@@ -649,6 +649,7 @@ def program_json(loaded: LoadedProgram) -> dict:
                     "convs": [_fields(u) for u in d.convs],
                     "maps": [_fields(u) for u in d.maps],
                     "alus": [_fields(u) for u in d.alus],
+                    **({"pools": [_fields(u) for u in d.pools]} if d.pools else {}),
                     "words": [_hex(w) for w in s.words],
                 }
             )

@@ -12,14 +12,16 @@ principle overlap streaming), so each is a true lower bound for the timing contr
     one window position per convolver per cycle: each term of a chain (one kernel block on one
     input map) occupies a whole convolver for every *output* position, whatever its size; a 7x7
     kernel fills 49% of a 10x10 array. Sum of terms x output positions / convolvers. Pooling on a
-    convolver counts the same way (one term per pooled map).
+    convolver counts the same way (one term per pooled map); pooling the tiles' pooling units can
+    do (``tile.poolers``, non-overlapping windows) costs the convolvers nothing.
 ``streaming``
     the convolver as NeuFlow built it: one *input* word per cycle, so a term takes as many cycles
     as its input region has words, border and the rows and columns around the valid windows
     included (for a 7x7 valid convolution of a 75x55 map: 4125 cycles for 3381 outputs).
 ``bandwidth``
     every grid layer reads each input map it uses once and writes its output once, at the
-    memory's sustained rate (shared or separate read and write bandwidth).
+    memory's sustained rate (shared or separate read and write bandwidth); a map read only by a
+    pooling layer may stay on the grid (fused pooling) and costs nothing.
 
 ``bound`` is the largest of ``streaming`` and ``bandwidth`` (``streaming`` >= ``kernel_fill`` >=
 ``mac_peak``).
@@ -32,7 +34,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from nfc.arch import ArchConfig
-from nfc.compiler.grid import ConvLayer, CopyLayer, EltwiseLayer, Lowered, MapLayer
+from nfc.compiler.grid import ConvLayer, CopyLayer, EltwiseLayer, HostLayer, Lowered, MapLayer
+from nfc.compiler.schedule import pool_unit_fits
 
 __all__ = ["Bounds", "cycle_bounds"]
 
@@ -54,9 +57,26 @@ class Bounds:
         return {**asdict(self), "bound": self.bound}
 
 
-def _region_words(layer: ConvLayer) -> int:
-    """Words of the input region one term streams: every row and column its windows touch."""
-    _, oh, ow = layer.out_shape
+def _sources(layer) -> list[str]:
+    """Buffers a grid layer reads (host layers run off the grid: not counted)."""
+    if isinstance(layer, ConvLayer | MapLayer | CopyLayer):
+        return [layer.src]
+    if isinstance(layer, EltwiseLayer):
+        return [layer.a, layer.b]
+    return []
+
+
+def _used_words(low: Lowered, layer, src: str) -> int:
+    """Words of ``src`` the layer needs: a convolution reads only the maps its chains use."""
+    if isinstance(layer, ConvLayer):
+        h, w = layer.view
+        return int(np.unique(layer.channels[layer.channels >= 0]).size) * h * w
+    return low.buffers[src].words
+
+
+def _region_words(layer: ConvLayer, oh: int, ow: int) -> int:
+    """Words of the input region one term streams for ``oh x ow`` outputs: every row and column
+    their windows touch."""
     (bh, bw), (dh, dw), (sh, sw) = layer.block, layer.dilation, layer.stride
     rows = (oh - 1) * sh + (bh - 1) * dh + 1
     cols = (ow - 1) * sw + (bw - 1) * dw + 1
@@ -67,24 +87,40 @@ def cycle_bounds(low: Lowered, arch: ArchConfig) -> Bounds:
     """The bounds of :class:`Bounds` for ``low`` on ``arch``."""
     n_conv = arch.convolvers
     macs = fill = stream = 0
+    # a map that only a pooling layer reads can stay on the grid (pooling fused into the convolution
+    # pass): neither written nor read back
+    readers: dict[str, int] = {}
+    for layer in low.layers:
+        for src in _sources(layer):
+            readers[src] = readers.get(src, 0) + 1
+    on_grid = {
+        layer.src
+        for layer in low.layers
+        if isinstance(layer, ConvLayer) and layer.kind in ("maxpool", "avgpool") and readers[layer.src] == 1
+    }
+    # outputs a pooling unit drops (rows and columns that fill no window) need not be computed
+    used_shape: dict[str, tuple[int, int]] = {}
+    for layer in low.layers:
+        if isinstance(layer, ConvLayer) and layer.src in on_grid and pool_unit_fits(arch, layer):
+            _, ph, pw = layer.out_shape
+            used_shape[layer.src] = (ph * layer.block[0], pw * layer.block[1])
     read_words = write_words = 0
     for layer in low.layers:
         if isinstance(layer, ConvLayer):
-            terms = layer.terms
-            _, oh, ow = layer.out_shape
-            macs += layer.useful_macs
-            fill += terms * oh * ow
-            stream += terms * _region_words(layer)
-            h, w = layer.view
-            used = np.unique(layer.channels[layer.channels >= 0]).size
-            read_words += used * h * w
-            write_words += low.buffers[layer.dst].words
-        elif isinstance(layer, MapLayer | CopyLayer):
-            read_words += low.buffers[layer.src].words
-            write_words += low.buffers[layer.dst].words
-        elif isinstance(layer, EltwiseLayer):
-            read_words += low.buffers[layer.a].words + low.buffers[layer.b].words
-            write_words += low.buffers[layer.dst].words
+            if layer.kind in ("maxpool", "avgpool") and pool_unit_fits(arch, layer):
+                pass  # a pooling unit can do it after the convolution that feeds it
+            else:
+                terms = layer.terms
+                oh, ow = used_shape.get(layer.dst, layer.out_shape[1:])
+                macs += layer.useful_macs
+                fill += terms * oh * ow
+                stream += terms * _region_words(layer, oh, ow)
+        for src in _sources(layer):
+            if src not in on_grid:
+                read_words += _used_words(low, layer, src)
+        dst = getattr(layer, "dst", None)
+        if dst is not None and dst not in on_grid and not isinstance(layer, HostLayer):
+            write_words += low.buffers[dst].words
     per_cycle = arch.word_bytes * arch.grid.clock_mhz * 1e6 / 1e9  # GB/s of one word per cycle
     mem = arch.memory
     if mem.shared:

@@ -39,6 +39,7 @@ __all__ = [
     "DecodedConv",
     "DecodedMap",
     "DecodedAlu",
+    "DecodedPool",
     "DecodedPass",
     "decode_pass",
     "conv_order",
@@ -130,6 +131,22 @@ class DecodedAlu:
 
 
 @dataclass(frozen=True, slots=True)
+class DecodedPool:
+    """One pooling unit (``compiler/program.py`` ``PoolUnit``): ``size x size`` windows of the tile's
+    ``rows x cols`` output."""
+
+    tile: int
+    mode: str  # mac | max
+    size: int
+    rows: int
+    cols: int
+    weight: int
+    shift: int
+    bias: int
+    out_shift: int
+
+
+@dataclass(frozen=True, slots=True)
 class DecodedPass:
     """Everything the configuration words of one pass say."""
 
@@ -141,6 +158,7 @@ class DecodedPass:
     alus: tuple[DecodedAlu, ...]
     rate: tuple[int, int]
     beats: int
+    pools: tuple[DecodedPool, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -258,6 +276,12 @@ _FORMATTERS = {
     "CONV_LINK": _fmt_link,
     "CONV_SHIFT": _fmt_shift,
     "CONV_W": lambda a, b, c, arg: f"tile={a} w[{b}]={_s(_hi(arg), 16)} w[{b + 1}]={_s(_lo(arg), 16)}",
+    "POOL": lambda a, b, c, arg: (
+        f"tile={a} mode={_MODES[b] if b < 2 else f'?{b}'} size={c} shift={_s((arg >> 16) & 0xFF, 8)} "
+        f"bias={_s(arg, 16)} out_shift={_s(arg >> 24, 8)}"
+    ),
+    "POOL_W": lambda a, b, c, arg: f"tile={a} weight={_s(arg, 16)}",
+    "POOL_MAP": lambda a, b, c, arg: f"tile={a} map={_hi(arg)}x{_lo(arg)}",
     "MAP": lambda a, b, c, arg: f"tile={a} segments={b} shift={_s(arg, 32)}",
     "MAP_SEG": _fmt_seg,
     "MAP_SLOPE": lambda a, b, c, arg: f"tile={a} seg={b} slope={_s(arg, 32)}",
@@ -502,6 +526,32 @@ def _conv(ws: _Words) -> DecodedConv:
     )
 
 
+def _pool(ws: _Words) -> DecodedPool:
+    tile, m, size, arg = ws.take("POOL", "the previous group")
+    mode = _code(ws, _MODES, m, "pooling mode")
+    if not 2 <= size < 16:
+        raise ws.error(f"pooling window size {size} is not in 2..15", ws.i - 1)
+    t, b, c, weight = ws.take("POOL_W", "POOL")
+    ws.reserved(b=b, c=c)
+    if t != tile or weight >> 16:
+        raise ws.error(f"tile {t} or weight argument 0x{weight:08x} does not follow POOL", ws.i - 1)
+    t, b, c, shape = ws.take("POOL_MAP", "POOL_W")
+    ws.reserved(b=b, c=c)
+    if t != tile:
+        raise ws.error(f"tile {t} differs from the POOL word's tile {tile}", ws.i - 1)
+    return DecodedPool(
+        tile=tile,
+        mode=mode,
+        size=size,
+        rows=_hi(shape),
+        cols=_lo(shape),
+        weight=_s(weight, 16),
+        shift=_s((arg >> 16) & 0xFF, 8),
+        bias=_s(arg, 16),
+        out_shift=_s(arg >> 24, 8),
+    )
+
+
 def _map(ws: _Words) -> DecodedMap:
     tile, n, c, shift = ws.take("MAP", "the previous group")
     ws.reserved(c=c)
@@ -550,6 +600,7 @@ def decode_pass(words: Iterable[int]) -> DecodedPass:
     convs: list[DecodedConv] = []
     maps: list[DecodedMap] = []
     alus: list[DecodedAlu] = []
+    pools: list[DecodedPool] = []
     rate: tuple[int, int] | None = None
     while True:
         name = ws.peek()
@@ -557,6 +608,8 @@ def decode_pass(words: Iterable[int]) -> DecodedPass:
             streams.append(_stream(ws, len(streams)))
         elif name == "CONV":
             convs.append(_conv(ws))
+        elif name == "POOL":
+            pools.append(_pool(ws))
         elif name == "MAP":
             maps.append(_map(ws))
         elif name == "ALU":
@@ -575,10 +628,10 @@ def decode_pass(words: Iterable[int]) -> DecodedPass:
             a, b, c, beats = ws.take("GO", "")
             ws.reserved(a=a, b=b, c=c)
             return DecodedPass(
-                index, kind, tuple(streams), tuple(convs), tuple(maps), tuple(alus), rate, beats
+                index, kind, tuple(streams), tuple(convs), tuple(maps), tuple(alus), rate, beats, tuple(pools)
             )
         else:
-            raise ws.error("does not start a group (PORT, CONV, MAP, ALU, RATE or GO)")
+            raise ws.error("does not start a group (PORT, CONV, POOL, MAP, ALU, RATE or GO)")
 
 
 def _tile_number(ref: str) -> int | None:

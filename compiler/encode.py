@@ -2,7 +2,7 @@
 
 Word layout (the NeuFlow format): ``opcode[63:56] a[55:48] b[47:40] c[39:32] arg[31:0]``.
 Every pass starts with ``PASS`` and ends with ``GO``; in between, one group of words per port,
-route, convolver, mapper and ALU it uses. Signed 16-bit values are stored two's complement in
+route, convolver, pooling unit, mapper and ALU it uses. Signed 16-bit values are stored two's complement in
 16-bit fields; two of them share one ``arg`` (high half first).
 
 ======  ===========  ====================================================================================
@@ -26,6 +26,10 @@ opcode  name         fields
                      arg = out_shift (signed 8-bit) << 16 | bias (16-bit); out_shift rounds the chain
                      end into the output format when no mapper follows
 0x33    CONV_W       a = tile, b = index of the first of two weights; arg = w[i] << 16 | w[i+1]
+0x34    POOL         a = tile, b = mode (0 mac, 1 max), c = window size p;
+                     arg = out_shift (signed 8-bit) << 24 | shift (signed 8-bit) << 16 | bias (16-bit)
+0x35    POOL_W       a = tile; arg = weight (signed 16-bit; 0 in max mode)
+0x36    POOL_MAP     a = tile; arg = rows << 16 | cols of the map the pooling unit takes
 0x40    MAP          a = tile, b = segments; arg = shift (input frac + slope frac - output frac)
 0x41    MAP_SEG      a = tile, b = segment; arg = threshold << 16 | offset (threshold of segment 0 unused)
 0x42    MAP_SLOPE    a = tile, b = segment; arg = slope (signed 32-bit)
@@ -42,7 +46,7 @@ import functools
 
 import numpy as np
 
-from nfc.compiler.program import AluUnit, ConvUnit, MapUnit, Pass, Stream
+from nfc.compiler.program import AluUnit, ConvUnit, MapUnit, Pass, PoolUnit, Stream
 
 __all__ = [
     "OPCODES",
@@ -59,6 +63,7 @@ __all__ = [
     "weight_bodies",
     "map_words",
     "alu_word",
+    "pool_words",
     "pass_word",
     "tail_words",
 ]
@@ -77,6 +82,9 @@ OPCODES = {
     "CONV_LINK": 0x31,
     "CONV_SHIFT": 0x32,
     "CONV_W": 0x33,
+    "POOL": 0x34,
+    "POOL_W": 0x35,
+    "POOL_MAP": 0x36,
     "MAP": 0x40,
     "MAP_SEG": 0x41,
     "MAP_SLOPE": 0x42,
@@ -291,6 +299,18 @@ def map_words(m: MapUnit) -> tuple[int, ...]:
     return _map_words(m.tile, m.shift, m.thresholds, m.offsets, m.slopes)
 
 
+def pool_words(q: PoolUnit) -> tuple[int, int, int]:
+    """POOL, POOL_W and POOL_MAP of a pooling unit."""
+    if not 2 <= q.size < 16:
+        raise ValueError(f"pooling unit on tile {q.tile}: window size {q.size} is not in 2..15")
+    arg = (_i(q.out_shift, 8) << 24) | (_i(q.shift, 8) << 16) | _i(q.bias, 16)
+    return (
+        word("POOL", q.tile, 0 if q.mode == "mac" else 1, q.size, arg),
+        word("POOL_W", q.tile, arg=_i(q.weight, 16)),
+        word("POOL_MAP", q.tile, arg=_pair(q.rows, q.cols)),
+    )
+
+
 def alu_word(a: AluUnit) -> int:
     """The ALU word of ``a``."""
     return word("ALU", a.tile, ALU_OPS[a.op], _i(a.shift_out, 8), _spair(a.shift_a, a.shift_b))
@@ -323,6 +343,8 @@ def encode_pass(
     for u in p.convs:
         words += conv_head(u)
         words += weight_words(u.tile, u.kernel)
+    for q in p.pools:
+        words += pool_words(q)
     for m in p.maps:
         words += map_words(m)
     for a in p.alus:

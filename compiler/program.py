@@ -25,6 +25,7 @@ __all__ = [
     "ConvUnit",
     "MapUnit",
     "AluUnit",
+    "PoolUnit",
     "Pass",
     "HostStep",
     "BufferInfo",
@@ -138,6 +139,29 @@ class AluUnit:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolUnit:
+    """A tile's pooling unit: non-overlapping ``size x size`` windows (stride ``size``) of the tile's
+    output, a ``rows x cols`` map, into a ``rows // size x cols // size`` one.
+
+    ``mode`` ``max``: the window's maximum; ``mac`` (average pooling): ``sat(bias + round_shift(weight
+    x window sum, shift))``, the bits of a convolver whose weights all equal ``weight``. Then
+    ``sat(round_shift(v, out_shift))`` into the output format.
+    """
+
+    tile: int
+    layer: str
+    channel: int
+    mode: str  # mac | max
+    size: int
+    rows: int
+    cols: int
+    weight: int
+    shift: int
+    bias: int
+    out_shift: int
+
+
+@dataclass(frozen=True, slots=True)
 class Pass:
     """One grid pass: configuration, then streaming.
 
@@ -159,6 +183,7 @@ class Pass:
     beats: int = 0  # words each input stream carries
     macs: int = 0  # useful MACs of the network computed in this pass
     estimate: dict = field(default_factory=dict)
+    pools: tuple[PoolUnit, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

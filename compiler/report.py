@@ -44,6 +44,7 @@ def _pass_row(p: Pass, arch: ArchConfig) -> dict:
         "convolvers": len(p.convs),
         "mappers": len(p.maps),
         "alus": len(p.alus),
+        **({"pooling_units": len(p.pools)} if p.pools else {}),
         "read_streams": sum(1 for s in p.streams if s.direction == "read"),
         "write_streams": sum(1 for s in p.streams if s.direction == "write"),
         "links": len(p.links),

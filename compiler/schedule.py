@@ -42,6 +42,7 @@ from nfc.compiler.encode import (
     conv_head,
     map_words,
     pass_word,
+    pool_words,
     stream_words,
     tail_words,
     weight_bodies,
@@ -57,15 +58,16 @@ from nfc.compiler.program import (
     HostStep,
     MapUnit,
     Pass,
+    PoolUnit,
     Program,
     Region,
     Stream,
 )
-from nfc.compiler.timing import ALU_LATENCY, CONV_LATENCY, MAP_LATENCY, WRITE_LATENCY
+from nfc.compiler.timing import ALU_LATENCY, CONV_LATENCY, MAP_LATENCY, POOL_LATENCY, WRITE_LATENCY
 from nfc.errors import NfcError
 from nfc.numerics import PWL, alu_shifts
 
-__all__ = ["schedule", "SchedulingError", "POLICIES", "Geometry"]
+__all__ = ["schedule", "SchedulingError", "POLICIES", "Geometry", "pool_unit_fits"]
 
 POLICIES = ("nfc", "luaflow")
 #: Largest denominator of a beat rate P/Q.
@@ -181,6 +183,9 @@ class _Ctx:
     addresses: dict[tuple[str, int], int] = field(default_factory=dict)
     layouts: dict[tuple, tuple[list, tuple]] = field(default_factory=dict)
     fused: dict[str, ConvLayer] = field(default_factory=dict)  # conv layer -> pooling fused into it
+    pool_units: set[str] = field(default_factory=set)  # conv layers whose fused pooling uses the pooling unit
+    pooled: dict[str, str] = field(default_factory=dict)  # such a layer -> buffer of the pooled maps before
+    # the pooling's own mapper (which runs in map passes of its own)
     map_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
     extra_buffers: dict[str, tuple[tuple[int, int, int], int, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -310,8 +315,26 @@ def _strips(layer: ConvLayer, arch: ArchConfig) -> list[tuple[int, int]]:
     return [(x, min(OW, x + width)) for x in range(0, OW, width)]
 
 
+def pool_unit_fits(arch: ArchConfig, pool: ConvLayer) -> bool:
+    """Whether the tiles' pooling units can do ``pool``: non-overlapping square windows (stride = size),
+    maximum or a uniform kernel (average). A mapper after the pooling (``pool.act``, every map) runs
+    in passes of its own over the pooled maps (the unit feeds the write port)."""
+    (bh, bw), (sh, sw) = pool.block, pool.stride
+    if arch.tile.poolers < 1 or not (bh == bw == sh == sw and 2 <= bh < 16):
+        return False
+    if pool.dilation != (1, 1) or pool.offsets.any() or any(pool.pads):
+        return False
+    if pool.act and any(a is None for a in pool.act):
+        return False
+    if pool.mode == "mac":
+        k = pool.kernels[:, 0].reshape(pool.kernels.shape[0], -1)
+        if not np.all(k == k[:, :1]):
+            return False
+    return True
+
+
 def _fusable_pool(ctx: _Ctx, layer: ConvLayer, consumers: dict[str, list]) -> ConvLayer | None:
-    if ctx.policy != "nfc" or ctx.arch.convolvers < 2:
+    if ctx.policy != "nfc":
         return None
     users = consumers.get(layer.dst, [])
     if len(users) != 1 or not isinstance(users[0], ConvLayer):
@@ -332,11 +355,16 @@ def _fusable_pool(ctx: _Ctx, layer: ConvLayer, consumers: dict[str, list]) -> Co
         or ctx.low.buffers[layer.dst].parent is not None
     ):
         return None
+    if ctx.arch.convolvers < 2 and not pool_unit_fits(ctx.arch, pool):
+        return None
     return pool
 
 
-def _conv_segments(ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None) -> list[list[_Segment]]:
-    """Cut the layer's chains into segments and pack segments into passes."""
+def _conv_segments(
+    ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None, unit: bool = False
+) -> list[list[_Segment]]:
+    """Cut the layer's chains into segments and pack segments into passes. A fused ``pool`` takes a
+    convolver of its own in the chain's final pass, or none when the pooling unit does it (``unit``)."""
     arch = ctx.arch
     n_conv = arch.convolvers
     reads, writes = arch.io.max_read_ports, arch.io.max_write_ports
@@ -377,7 +405,7 @@ def _conv_segments(ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None) -> list[
             j = 0
             while j < len(slots):
                 psum = j > 0
-                extra = 1 if pool is not None else 0
+                extra = 1 if pool is not None and not unit else 0
                 if free_w < 1 or free_r < 1 + psum or free_c < 1 or free_p < 2 + psum:
                     if not cur:
                         raise SchedulingError(
@@ -491,7 +519,7 @@ class _PassBuilder:
     """
 
     __slots__ = (
-        "ctx", "index", "kind", "router", "next_tile", "convs", "bodies", "maps", "alus", "streams",
+        "ctx", "index", "kind", "router", "next_tile", "convs", "bodies", "maps", "alus", "pools", "streams",
         "layers", "depth", "macs", "key", "record", "replay", "pos", "links_used", "chain_routes",
     )  # fmt: skip
 
@@ -505,6 +533,7 @@ class _PassBuilder:
         self.bodies: list[list[int] | None] = []  # per conv unit: its weight words' bodies, or None
         self.maps: list[MapUnit] = []
         self.alus: list[AluUnit] = []
+        self.pools: list[PoolUnit] = []
         self.streams: list[Stream] = []
         self.layers: list[str] = []
         self.depth = 0
@@ -600,6 +629,8 @@ class _PassBuilder:
                 words += weight_words(u.tile, u.kernel)
             else:
                 words += map(weight_head(u.tile).__or__, body)
+        for q in self.pools:
+            words += pool_words(q)
         for m in self.maps:
             words += map_words(m)
         for a in self.alus:
@@ -620,13 +651,18 @@ class _PassBuilder:
             beats,
             self.macs,
             _estimate(arch, len(words), beats, rate, self.depth),
+            pools=tuple(self.pools),
         )
 
 
-def _region_in(layer: ConvLayer, channel: int, offset: tuple[int, int], strip: tuple[int, int]) -> Region:
+def _region_in(
+    layer: ConvLayer, channel: int, offset: tuple[int, int], strip: tuple[int, int], oh: int | None = None
+) -> Region:
+    """The input region a term streams for output columns ``strip`` of ``oh`` output rows (default:
+    all of them)."""
     (dh, dw), (sh, sw) = layer.dilation, layer.stride
     span_h, span_w = _span(layer)
-    _, OH, _ = layer.out_shape
+    OH = layer.out_shape[1] if oh is None else oh
     x0, x1 = strip
     rows = (OH - 1) * sh + span_h
     cols = (x1 - x0 - 1) * sw + span_w
@@ -642,7 +678,8 @@ def _map_unit(tile: int, layer: str, channel: int, pwl: PWL) -> MapUnit:
 def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
     arch = ctx.arch
     first = segments[0].layer
-    key = tuple((len(seg.slots), seg.psum_in, seg.pool is not None) for seg in segments)
+    unit = first.name in ctx.pool_units  # fused pooling on the pooling unit of the chain's last tile
+    key = tuple((len(seg.slots), seg.psum_in, seg.pool is not None, unit) for seg in segments)
     pb = _PassBuilder(ctx, index, "conv" if first.kind not in ("maxpool", "avgpool") else "pool", key)
     fifo = arch.tile.fifo_depth
     hop = arch.tile.router_latency
@@ -656,6 +693,12 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
         pb.layers.append(layer.name)
         _, OH, _ = layer.out_shape
         x0, x1 = seg.strip
+        if unit:
+            # only the outputs the pooling unit uses: the rows and columns that fill no pooling window
+            # are never computed (so no word of the pass is still on its way when the pass ends)
+            fused_pool = ctx.fused[layer.name]
+            size = fused_pool.block[0]
+            OH, x1 = fused_pool.out_shape[1] * size, x0 + fused_pool.out_shape[2] * size
         out_words = OH * (x1 - x0)
         mac = layer.mode == "mac"
         shift = layer.in_fmt.frac + layer.wfmt.frac - layer.psum_fmt.frac if mac else 0
@@ -666,10 +709,11 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
         cols = (x1 - x0 - 1) * sw + span_w
         src, pads, pad_value = layer.src, layer.pads, layer.pad_value
         tiles = [pb.tile() for _ in seg.slots]
-        pool_tile = pb.tile() if seg.pool is not None else -1
+        conv_pool = seg.pool is not None and not unit  # pooling on a convolver of its own
+        pool_tile = pb.tile() if conv_pool else -1
         # chain links first (most constrained), then reads, then the write
         hops = [pb.link(a, b) for a, b in zip(tiles, tiles[1:], strict=False)]
-        if seg.pool is not None:
+        if conv_pool:
             hops.append(pb.link(tiles[-1], pool_tile))
         depth = 0
         channels, offsets = terms.channels[o], terms.offsets[o]
@@ -692,7 +736,7 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
             to = "port"
             if not last:
                 to = f"tile:{tiles[i + 1]}"
-            elif seg.pool is not None:
+            elif conv_pool:
                 to = f"tile:{pool_tile}"
             psum_from = (
                 "bias" if i == 0 and not seg.psum_in else ("port" if i == 0 else f"tile:{tiles[i - 1]}")
@@ -723,7 +767,7 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
                     delay,  # delay
                     macs,  # macs
                     (layer.psum_fmt.frac - layer.out_fmt.frac)  # out_shift
-                    if (last and seg.final and not layer.act and seg.pool is None)
+                    if (last and seg.final and not layer.act and not conv_pool)
                     else 0,
                 ),
                 terms.bodies[o][slot] if terms.bodies is not None else None,
@@ -738,7 +782,32 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
             pwl = layer.act[o]
             pb.maps.append(_map_unit(tiles[-1], layer.name, o, pwl))
             depth += MAP_LATENCY
-        if seg.pool is not None:
+        if seg.pool is not None and unit:
+            pool = seg.pool
+            pb.layers.append(pool.name)
+            _, POH, POW = pool.out_shape
+            size = pool.block[0]
+            weight = int(pool.kernels[seg.o, 0].reshape(-1)[0]) if pool.mode == "mac" else 0
+            pb.pools.append(  # adds and one product per window: no MACs of a convolver
+                PoolUnit(
+                    tile=tiles[-1],
+                    layer=pool.name,
+                    channel=seg.o,
+                    mode=pool.mode,
+                    size=size,
+                    rows=OH,
+                    cols=x1 - x0,
+                    weight=weight,
+                    shift=pool.in_fmt.frac + pool.wfmt.frac - pool.psum_fmt.frac if pool.mode == "mac" else 0,
+                    bias=int(pool.bias[seg.o]) if pool.mode == "mac" else 0,
+                    out_shift=0 if pool.act else pool.psum_fmt.frac - pool.out_fmt.frac,
+                )
+            )
+            out_region = Region(ctx.pooled.get(layer.name, pool.dst), seg.o, 0, 0, POH, POW)
+            pb.stream("write", "out", out_region, tiles[-1], POH * POW)
+            writes.append(POH * POW)
+            depth += POOL_LATENCY
+        elif seg.pool is not None:
             pool = seg.pool
             pterms = ctx.terms_of(pool)
             pb.layers.append(pool.name)
@@ -811,7 +880,8 @@ def _split_build(ctx: _Ctx, index: int, build, items, layer: str) -> list[Pass]:
 def _map_pass(ctx: _Ctx, index: int, layer: MapLayer, chans: range) -> Pass:
     pb = _PassBuilder(ctx, index, "map", (len(chans),))
     pb.layers.append(layer.name)
-    C, H, W = ctx.low.buffers[layer.src].shape
+    buf = ctx.low.buffers.get(layer.src)  # or the pooled maps of a pooling unit (ctx.pooled)
+    C, H, W = buf.shape if buf is not None else ctx.extra_buffers[layer.src][0]
     for c in chans:
         t = pb.tile()
         h = pb.stream("read", "data", Region(layer.src, c, 0, 0, H, W), t, H * W)
@@ -945,7 +1015,7 @@ def _reads(step, ctx: _Ctx) -> list[str]:
 def _writes(step, ctx: _Ctx) -> list[str]:
     out = [step.dst]
     if isinstance(step, ConvLayer) and step.name in ctx.fused:
-        out.append(ctx.fused[step.name].dst)
+        out.append(ctx.pooled.get(step.name, ctx.fused[step.name].dst))
     if isinstance(step, ConvLayer) and step.name in ctx.psum_buffers:
         out.append(ctx.psum_buffers[step.name])
     return out
@@ -995,8 +1065,9 @@ def _schedule(low: Lowered, arch: ArchConfig, policy: str, progress: Callable[[s
             continue
         if isinstance(layer, ConvLayer):
             pool = _fusable_pool(ctx, layer, consumers)
-            segs = _conv_segments(ctx, layer, pool)
-            if pool is not None:
+            unit = pool is not None and pool_unit_fits(ctx.arch, pool)
+            segs = _conv_segments(ctx, layer, pool, unit)
+            if pool is not None and not unit:
                 apart = _conv_segments(ctx, layer, None)
                 pool_apart = _conv_segments(ctx, pool, None)
                 if _plan_cost(ctx, apart) + _plan_cost(ctx, pool_apart) < _plan_cost(ctx, segs):
@@ -1004,11 +1075,22 @@ def _schedule(low: Lowered, arch: ArchConfig, policy: str, progress: Callable[[s
             if pool is not None:
                 fused[layer.name] = pool
                 skip.add(pool.name)
+                if unit:
+                    ctx.pool_units.add(layer.name)
+                    if pool.act:
+                        name = f"{pool.name}.pooled"
+                        ctx.pooled[layer.name] = name
+                        ctx.extra_buffers[name] = (pool.out_shape, pool.psum_fmt.frac, pool.psum_fmt.bits)
             if any(s.psum_in for group in segs for s in group):
                 name = f"{layer.name}.psum"
                 ctx.psum_buffers[layer.name] = name
                 ctx.extra_buffers[name] = (layer.out_shape, layer.psum_fmt.frac, layer.psum_fmt.bits)
             plans.append((layer, segs))
+            if layer.name in ctx.pooled:  # the pooling's mapper, over the pooled maps
+                act = MapLayer(
+                    pool.name, pool.source, ctx.pooled[layer.name], pool.dst, pool.act, pool.act_kind
+                )
+                plans.append((act, _simple_groups(pool.out_shape[0], _maps_per_pass(arch, act))))
         elif isinstance(layer, MapLayer | EltwiseLayer | CopyLayer):
             C = low.buffers[layer.dst if isinstance(layer, EltwiseLayer) else layer.src].shape[0]
             per_pass = 1 if policy == "luaflow" else _maps_per_pass(arch, layer)

@@ -13,5 +13,7 @@ MAP_LATENCY = 2
 ALU_LATENCY = 1
 #: A write port: from the word entering the port to the memory request.
 WRITE_LATENCY = 1
+#: Pooling unit: from the word completing a window to the pooled word.
+POOL_LATENCY = 1
 
-__all__ = ["CONV_LATENCY", "MAP_LATENCY", "ALU_LATENCY", "WRITE_LATENCY"]
+__all__ = ["CONV_LATENCY", "MAP_LATENCY", "ALU_LATENCY", "WRITE_LATENCY", "POOL_LATENCY"]

@@ -50,6 +50,13 @@ class TileConfig:
     fifo_depth: int = _f(2, 65536, "words in each operator FIFO")
     line_buffer_words: int = _f(4, 65536, "longest image row (in words) a convolver's line buffers hold")
     router_latency: int = _f(0, 16, "cycles for one router hop")
+    poolers: int = _f(
+        0,
+        1,
+        "pooling units per tile: non-overlapping p x p max or average pooling of the tile's output "
+        "(optional, default 0: pooling then runs on a convolver)",
+        default=0,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,11 +241,12 @@ def _section(label: str, name: str, cls: type, table: Any) -> Any:
         raise TargetError(
             f"{label}: unknown key {name}.{unknown[0]}; the keys of [{name}] are: {', '.join(fields)}"
         )
-    missing = [k for k in fields if k not in table]
+    # a field with a default may be left out
+    missing = [k for k, f in fields.items() if k not in table and f.default is dataclasses.MISSING]
     if missing:
         doc = fields[missing[0]].metadata["doc"]
         raise TargetError(f"{label}: missing key {name}.{missing[0]} ({doc})")
-    values = {k: _check_value(f"{label}: {name}.{k}", fields[k], table[k]) for k in fields}
+    values = {k: _check_value(f"{label}: {name}.{k}", fields[k], table[k]) for k in fields if k in table}
     return cls(**values)
 
 

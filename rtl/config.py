@@ -31,6 +31,7 @@ __all__ = [
     "conv_layout",
     "map_layout",
     "alu_layout",
+    "pool_layout",
     "source_bits",
     "SRC_NONE",
     "SRC_TILE",
@@ -160,6 +161,24 @@ def alu_layout(arch: ArchConfig) -> data.StructLayout:
     )
 
 
+def pool_layout(arch: ArchConfig) -> data.StructLayout:
+    """One tile's pooling unit (``POOL``, ``POOL_W``, ``POOL_MAP``)."""
+    word = signed(arch.numerics.word_bits)
+    return data.StructLayout(
+        {
+            "active": 1,
+            "mode": 1,  # 0 mac (average), 1 max
+            "size": 4,
+            "shift": signed(8),
+            "bias": word,
+            "out_shift": signed(8),
+            "weight": word,
+            "rows": 16,
+            "cols": 16,
+        }
+    )
+
+
 class ConfigDecoder(wiring.Component):
     """Decodes configuration words into the registers of a pass.
 
@@ -180,6 +199,8 @@ class ConfigDecoder(wiring.Component):
         The word taken this cycle is ``PASS``.
     ports : Out(ArrayLayout(port_layout, io.ports))
     convs, maps, alus : Out(ArrayLayout(..., tiles))
+    pools : Out(ArrayLayout(pool_layout, tiles))
+        Only on a target with pooling units (``tile.poolers``); elsewhere ``POOL`` words are errors.
     links : Out(ArrayLayout(ArrayLayout(source code, 4), tiles))
         ``links[a][d]``: the source router ``a`` sends over its link in direction ``d``.
     rate_p, rate_q : Out(7)
@@ -202,6 +223,7 @@ class ConfigDecoder(wiring.Component):
                 "convs": Out(data.ArrayLayout(conv_layout(arch), tiles)),
                 "maps": Out(data.ArrayLayout(map_layout(arch), tiles)),
                 "alus": Out(data.ArrayLayout(alu_layout(arch), tiles)),
+                **({"pools": Out(data.ArrayLayout(pool_layout(arch), tiles))} if arch.tile.poolers else {}),
                 "links": Out(data.ArrayLayout(data.ArrayLayout(source_bits(arch), 4), tiles)),
                 "rate_p": Out(7),
                 "rate_q": Out(7),
@@ -222,6 +244,7 @@ class ConfigDecoder(wiring.Component):
         convs = Signal.like(self.convs)
         maps = Signal.like(self.maps)
         alus = Signal.like(self.alus)
+        pools = Signal.like(self.pools) if arch.tile.poolers else None
         links = Signal.like(self.links)
         rate_p, rate_q, beats = Signal(7), Signal(7), Signal(32)
         error = Signal()
@@ -236,6 +259,7 @@ class ConfigDecoder(wiring.Component):
             self.maps.eq(maps),
             self.alus.eq(alus),
             self.links.eq(links),
+            *([self.pools.eq(pools)] if pools is not None else []),
             self.rate_p.eq(rate_p),
             self.rate_q.eq(rate_q),
             self.beats.eq(beats),
@@ -264,6 +288,7 @@ class ConfigDecoder(wiring.Component):
                         maps.eq(0),
                         alus.eq(0),
                         links.eq(0),
+                        *([pools.eq(0)] if pools is not None else []),
                         n_streams.eq(0),
                         data_slots.eq(0),
                         error.eq(0),
@@ -370,6 +395,23 @@ class ConfigDecoder(wiring.Component):
                         tap = (u.block_h - 1 - row) * k + (u.block_w - 1 - col)
                         with m.If(index < u.block_h * u.block_w):
                             m.d.sync += u.kernel[tap[: (k * k - 1).bit_length()]].eq(value)
+                if pools is not None:
+                    with m.Case(OPCODES["POOL"]):
+                        q = pools[fa]
+                        m.d.sync += [
+                            q.active.eq(1),
+                            q.mode.eq(fb[0]),
+                            q.size.eq(fc[0:4]),
+                            q.out_shift.eq(arg[24:32]),
+                            q.shift.eq(arg[16:24]),
+                            q.bias.eq(lo),
+                        ]
+                        with m.If(~tile_ok(fa) | (fc < 2) | (fc > 15) | (fb > 1)):
+                            m.d.sync += error.eq(1)
+                    with m.Case(OPCODES["POOL_W"]):
+                        m.d.sync += pools[fa].weight.eq(lo)
+                    with m.Case(OPCODES["POOL_MAP"]):
+                        m.d.sync += [pools[fa].rows.eq(hi), pools[fa].cols.eq(lo)]
                 with m.Case(OPCODES["MAP"]):
                     m.d.sync += [maps[fa].active.eq(1), maps[fa].segments.eq(fb), maps[fa].shift.eq(arg[0:8])]
                 with m.Case(OPCODES["MAP_SEG"]):

@@ -8,7 +8,9 @@ The configuration decides what the tile does in a pass (docs/architecture.md §1
   through the mapper when the configuration says so (``act``);
 * a stand-alone **mapper** takes the next read stream, the **ALU** the next two;
 * the tile's **output** is its ALU's, else its stand-alone mapper's, else its convolver's, else a
-  copy of its next read stream (a copy pass).
+  copy of its next read stream (a copy pass); on a target with pooling units (``tile.poolers``),
+  an active **pooling unit** (:class:`~nfc.rtl.pool.Pooler`) takes that output and the tile's output
+  is the pooled map.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from amaranth.lib.wiring import In, Out
 
 from nfc.arch import ArchConfig
 from nfc.rtl.alu import Alu
-from nfc.rtl.config import alu_layout, conv_layout, map_layout
+from nfc.rtl.config import alu_layout, conv_layout, map_layout, pool_layout
 from nfc.rtl.convolver import Convolver
 from nfc.rtl.mapper import Mapper
 from nfc.rtl.pipeline import AlignDelay
+from nfc.rtl.pool import Pooler
 from nfc.rtl.router import input_slots
 
 __all__ = ["Tile"]
@@ -41,6 +44,8 @@ class Tile(wiring.Component):
         The output of the convolver this one chains from or pools (one hop away).
     conv, map, alu : In(conv_layout / map_layout / alu_layout)
         Configuration registers of the tile's operators.
+    pool : In(pool_layout)
+        Configuration of the pooling unit (only on a target with ``tile.poolers``).
     fed : In(1)
         Configuration: the convolver pools another tile's output (input from ``chain``).
     rows, cols : In(16)
@@ -64,6 +69,7 @@ class Tile(wiring.Component):
                 "conv": In(conv_layout(arch)),
                 "map": In(map_layout(arch)),
                 "alu": In(alu_layout(arch)),
+                **({"pool": In(pool_layout(arch))} if arch.tile.poolers else {}),
                 "fed": In(1),
                 "rows": In(16),
                 "cols": In(16),
@@ -175,16 +181,30 @@ class Tile(wiring.Component):
             m.d.comb += getattr(alu, f).eq(getattr(al, f))
         m.d.comb += alu.clear.eq(self.clear)
 
-        # -- the tile's output --------------------------------------------------------------------------
+        # -- the tile's output (then, where configured, pooled) -------------------------------------------
         copy_valid, copy_payload = pick(copy_slot, list(self.slots), "copy")
         m.d.comb += [cv.o.ready.eq(1), mapper.o.ready.eq(1), alu.o.ready.eq(1)]
+        out = stream.Signature(self.o.payload.shape()).create(path=("tile_out",))
         with m.If(al.active):
-            feed(self.o, alu.o.valid, alu.o.payload)
+            feed(out, alu.o.valid, alu.o.payload)
         with m.Elif(mp.active):
-            feed(self.o, mapper.o.valid, mapper.o.payload)
+            feed(out, mapper.o.valid, mapper.o.payload)
         with m.Elif(u.active):
-            feed(self.o, cv.o.valid, cv.o.payload)
+            feed(out, cv.o.valid, cv.o.payload)
         with m.Else():
-            feed(self.o, copy_valid, copy_payload)
+            feed(out, copy_valid, copy_payload)
+        if arch.tile.poolers:
+            q = self.pool
+            m.submodules.pool = pool = Pooler(arch)
+            for f in ("mode", "size", "weight", "shift", "bias", "out_shift", "rows", "cols"):
+                m.d.comb += getattr(pool, f).eq(getattr(q, f))
+            m.d.comb += [pool.apply_out_shift.eq(1), pool.clear.eq(self.clear)]
+            feed(pool.i, out.valid & q.active, out.payload)
+            with m.If(q.active):
+                feed(self.o, pool.o.valid, pool.o.payload)
+            with m.Else():
+                feed(self.o, out.valid, out.payload)
+        else:
+            feed(self.o, out.valid, out.payload)
         m.d.comb += self.error.eq((align.error & u.active) | (cv.error & u.active) | (alu.error & al.active))
         return m

@@ -249,7 +249,14 @@ class Accelerator(wiring.Component):
             wiring.connect(m, tl.o, rt.tile_out)
             for p in rt.ports_here:
                 wiring.connect(m, reads[p].o, getattr(rt, f"port_{p}"))
-                wiring.connect(m, getattr(rt, f"write_{p}"), writes[p].i)
+                # a write port takes words only while its pass streams: a word a unit still makes for
+                # the previous pass (outputs no write stream takes) cannot reach the next pass's port
+                src = getattr(rt, f"write_{p}")
+                m.d.comb += [
+                    writes[p].i.valid.eq(src.valid & ctl.streaming),
+                    writes[p].i.payload.eq(src.payload),
+                    src.ready.eq(writes[p].i.ready),
+                ]
                 m.d.comb += getattr(rt, f"write_sel_{p}").eq(
                     Mux(ports[p].active & ports[p].write, ports[p].src, 0)
                 )
@@ -271,6 +278,8 @@ class Accelerator(wiring.Component):
                 with m.If(mine & (cfg.role == 1)):
                     m.d.comb += rt.psum_sel.eq(cfg.src)
             m.d.comb += [tl.conv.eq(convs[t]), tl.map.eq(maps[t]), tl.alu.eq(alus[t]), tl.clear.eq(ctl.clear)]
+            if arch.tile.poolers:
+                m.d.comb += tl.pool.eq(dec.pools[t])
             errors.append(tl.error)
 
         # chain links: every tile's output, one hop later, for a convolver that chains from it or pools it

@@ -26,7 +26,7 @@ from nfc.compiler.binary import LoadedPass, LoadedProgram, as_loaded
 from nfc.compiler.decode import DecodedConv, DecodedPass, DecodedStream, conv_order
 from nfc.compiler.grid import Lowered
 from nfc.compiler.program import HostStep, Program
-from nfc.compiler.timing import ALU_LATENCY, CONV_LATENCY, MAP_LATENCY, WRITE_LATENCY
+from nfc.compiler.timing import ALU_LATENCY, CONV_LATENCY, MAP_LATENCY, POOL_LATENCY, WRITE_LATENCY
 from nfc.errors import NfcError
 from nfc.sim.events import Events
 from nfc.sim.functional import ProgramRun, run_pass, start_run
@@ -214,6 +214,20 @@ def time_pass(lp: LoadedPass, arch: ArchConfig) -> PassTiming:
         results[a.tile] = np.maximum(ta, tb) + ALU_LATENCY
         alu_ops += ta.size
         busy[f"alu:{a.tile}"] = busy.get(f"alu:{a.tile}", 0) + ta.size
+    for q in p.pools:  # a pooled word leaves POOL_LATENCY after the word completing its window
+        if q.tile not in results or shapes.get(q.tile, (q.rows, q.cols)) != (q.rows, q.cols):
+            raise ContractError(
+                f"pass {p.index}: the pooling unit on tile {q.tile} does not get the {q.rows}x{q.cols} map "
+                "it is configured for"
+            )
+        t_in = results[q.tile]
+        oh, ow = q.rows // q.size, q.cols // q.size
+        y = np.arange(oh, dtype=np.int64) * q.size + q.size - 1
+        x = np.arange(ow, dtype=np.int64) * q.size + q.size - 1
+        results[q.tile] = t_in[(y[:, None] * q.cols + x[None, :]).reshape(-1)] + POOL_LATENCY
+        shapes[q.tile] = (oh, ow)
+        alu_ops += t_in.size  # the power model counts a pooled input word as an ALU operation
+        busy[f"pool:{q.tile}"] = t_in.size
     # -- write streams ---------------------------------------------------------------------------------
     end = config  # a pass with no write (none exist) ends after its configuration
     for s in p.streams:

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from nfc.compiler.binary import LoadedPass, LoadedProgram, as_loaded
-from nfc.compiler.decode import DecodedConv, DecodedMap, DecodedPass, DecodedStream, conv_order
+from nfc.compiler.decode import DecodedConv, DecodedMap, DecodedPass, DecodedPool, DecodedStream, conv_order
 from nfc.compiler.executor import eval_node
 from nfc.compiler.grid import HostLayer, Lowered
 from nfc.compiler.program import HostStep, Program
@@ -88,6 +88,22 @@ def _mapper(m: DecodedMap, x: np.ndarray) -> np.ndarray:
     return map_words(x, m.thresholds, m.slopes, m.offsets, m.shift, WORD_BITS)[0]
 
 
+def pool_words(q: DecodedPool, x: np.ndarray) -> np.ndarray:
+    """What pooling unit ``q`` makes of the ``rows x cols`` map ``x`` (its tile's output)."""
+    if x.shape != (q.rows, q.cols):
+        raise NfcError(
+            f"pooling unit on tile {q.tile}: configured for a {q.rows}x{q.cols} map, gets {x.shape} (program error)"
+        )
+    p = q.size
+    oh, ow = q.rows // p, q.cols // p
+    win = x[: oh * p, : ow * p].astype(np.int64).reshape(oh, p, ow, p)
+    if q.mode == "max":
+        v = win.max(axis=(1, 3))
+    else:
+        v = saturate(q.bias + round_shift(win.sum(axis=(1, 3)) * q.weight, q.shift), WORD_BITS)[0]
+    return saturate(round_shift(v, q.out_shift), WORD_BITS)[0]
+
+
 def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
     data: dict[int, list[np.ndarray]] = {}
     psum_in: dict[int, np.ndarray] = {}
@@ -138,6 +154,10 @@ def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
     for a in p.alus:
         x, y = data[a.tile].pop(0), data[a.tile].pop(0)
         results[a.tile] = alu_words(a.op, x, y, a.shift_a, a.shift_b, a.shift_out, WORD_BITS)[0]
+    for q in p.pools:
+        if q.tile not in results:
+            raise NfcError(f"pass {p.index}: the pooling unit on tile {q.tile} has no input (program error)")
+        results[q.tile] = pool_words(q, results[q.tile])
     for s in p.streams:
         if s.direction != "write":
             continue

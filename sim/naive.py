@@ -17,8 +17,9 @@ hardware does, knowing nothing of the formulas: it clocks a model of the grid on
   a window, joins each window with its partial sum (one FIFO per input, firing when both heads are
   present; a FIFO entry that waits more than ``tile.fifo_depth`` cycles, or a FIFO holding more than
   ``tile.fifo_depth`` entries, breaks the contract) and sends the result down an output pipeline;
-* mappers, ALUs and copies, chain links (``h`` cycles), and write ports whose words count as
-  written when they leave a delay line of ``hops x h + WRITE_LATENCY`` cycles.
+* mappers, ALUs and copies, chain links (``h`` cycles), pooling units (counters over the tile's
+  output recognising the word that completes a window, then ``POOL_LATENCY``), and write ports
+  whose words count as written when they leave a delay line of ``hops x h + WRITE_LATENCY`` cycles.
 
 The pass ends when every write stream has written all its words; it takes one cycle more than the
 cycle of its last write. Values are not modelled, only when words move. Speed is not a goal: the
@@ -31,8 +32,8 @@ from dataclasses import dataclass, field
 
 from nfc.arch import ArchConfig
 from nfc.compiler.binary import LoadedPass
-from nfc.compiler.decode import DecodedConv, DecodedPass, DecodedStream
-from nfc.compiler.timing import ALU_LATENCY, CONV_LATENCY, MAP_LATENCY, WRITE_LATENCY
+from nfc.compiler.decode import DecodedConv, DecodedPass, DecodedPool, DecodedStream
+from nfc.compiler.timing import ALU_LATENCY, CONV_LATENCY, MAP_LATENCY, POOL_LATENCY, WRITE_LATENCY
 from nfc.sim.cycle import ContractError
 
 __all__ = ["NaiveTiming", "naive_pass"]
@@ -166,8 +167,11 @@ class _LineBuffer:
     the current window row: they start at the window's span and move on by the stride each time a
     window completes."""
 
-    def __init__(self, u: DecodedConv, rows: int, cols: int):
-        (bh, bw), (sh, sw), (dh, dw) = u.block, u.stride, u.dilation
+    def __init__(self, u: DecodedConv | DecodedPool, rows: int, cols: int):
+        if isinstance(u, DecodedPool):  # non-overlapping windows: block = stride = size
+            (bh, bw), (sh, sw), (dh, dw) = (u.size, u.size), (u.size, u.size), (1, 1)
+        else:
+            (bh, bw), (sh, sw), (dh, dw) = u.block, u.stride, u.dilation
         self.span_w = 1
         for _ in range(bw - 1):
             self.span_w += dw
@@ -376,6 +380,26 @@ class _Copy(_Unit):
         self.emit(self.input.take())
 
 
+class _Pool(_Unit):
+    """A pooling unit: window counters over its tile's output, then ``POOL_LATENCY``."""
+
+    def __init__(self, q: DecodedPool, clock: _Clock):
+        super().__init__()
+        self.q = q
+        self.input: _Path | None = None
+        self.lb = _LineBuffer(q, q.rows, q.cols)
+        self.pipe = clock.line(POOL_LATENCY)
+        self.accepted = 0
+
+    def step(self) -> None:
+        assert self.input is not None
+        for _ in range(self.input.take()):
+            self.accepted += 1
+            if self.lb.word():
+                self.pipe.push()
+        self.emit(self.pipe.take())
+
+
 class _Sink:
     """Words arriving for nobody (a stream no unit reads) leave the grid here."""
 
@@ -502,6 +526,19 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
         producers[a.tile] = alu
         alus.append(alu)
         units.append(alu)
+    pools: list[_Pool] = []
+    for q in p.pools:
+        if q.tile not in producers or shapes.get(q.tile, (q.rows, q.cols)) != (q.rows, q.cols):
+            raise ContractError(
+                f"pass {p.index}: the pooling unit on tile {q.tile} does not get the {q.rows}x{q.cols} map "
+                "it is configured for"
+            )
+        pool = _Pool(q, clock)
+        pool.input = _Path(clock, [])
+        producers[q.tile].subscribers.append(pool.input)
+        producers[q.tile] = pool
+        pools.append(pool)
+        units.append(pool)
     writes: list[_WritePort] = []
     for s in p.streams:
         if s.direction != "write":
@@ -583,6 +620,8 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
         busy[f"map:{mp.tile}"] = busy.get(f"map:{mp.tile}", 0) + mp.accepted
     for alu in alus:
         busy[f"alu:{alu.tile}"] = busy.get(f"alu:{alu.tile}", 0) + alu.fired
+    for pool in pools:
+        busy[f"pool:{pool.q.tile}"] = pool.accepted
     return NaiveTiming(
         index=p.index,
         kind=p.kind,

@@ -151,8 +151,24 @@ def _wide(rng):
     return _model(nodes, (1, 1, 7, 150), "y", inits)
 
 
+def _pool_act(rng):
+    """Average pooling between two mappers (as the face detector has it): on a target with pooling
+    units, the pooling unit pools, then a map pass applies the second activation. Odd map sizes: the
+    pooling drops a trailing row and column."""
+    inits = {"w1": _w(rng, 3, 2, 3, 3), "b1": _w(rng, 3), "w2": _w(rng, 2, 3, 2, 2)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"]),
+        helper.make_node("Tanh", ["c1"], ["t1"]),
+        helper.make_node("AveragePool", ["t1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Tanh", ["p1"], ["t2"]),
+        helper.make_node("Conv", ["t2", "w2"], ["y"]),
+    ]
+    return _model(nodes, (1, 2, 9, 11), "y", inits)
+
+
 NETS = {
     "conv_pool_linear": _conv_pool_linear,
+    "pool_act": _pool_act,
     "residual": _residual,
     "depthwise": _depthwise,
     "big_kernel": _big_kernel,

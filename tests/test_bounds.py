@@ -3,6 +3,7 @@ beats them."""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -14,27 +15,38 @@ from nfc.frontends.onnx import import_onnx
 from nfc.sim.cycle import time_program
 
 
-def test_scene_parsing_bounds_by_hand(benchmark_dir: Path) -> None:
-    arch = load_target("virtex6")
+def _without_pool_units(tmp_path: Path) -> Path:
+    text = (resources.files("nfc") / "targets" / "virtex6.toml").read_text()
+    path = tmp_path / "virtex6_no_pool_units.toml"
+    path.write_text(text.replace("poolers = 1", "poolers = 0"))
+    return path
+
+
+@pytest.mark.parametrize("pool_units", [True, False])
+def test_scene_parsing_bounds_by_hand(benchmark_dir: Path, tmp_path: Path, pool_units: bool) -> None:
+    arch = load_target("virtex6" if pool_units else _without_pool_units(tmp_path))
     low = compile_graph(import_onnx(benchmark_dir / "scene_parsing.onnx"), arch, "nfc").lowered
     b = cycle_bounds(low, arch)
-    # terms x input-region words, over 4 convolvers: stage 1 (16 maps of fan-in 1 on 320x240), its
-    # 2x2 max pooling (16 maps, region 314x234), stage 2 (64 x 8 terms on 157x117), its pooling (64
-    # maps, region 150x110), stage 3 (256 x 32 terms on 75x55)
-    streamed = 16 * 76800 + 16 * 314 * 234 + 512 * 157 * 117 + 64 * 150 * 110 + 8192 * 75 * 55
+    # terms x input-region words, over 4 convolvers: stage 1 (16 maps of fan-in 1 on 320x240),
+    # stage 2 (64 x 8 terms on 157x117), stage 3 (256 x 32 terms on 75x55); without pooling units
+    # also the 2x2 max poolings on convolvers (16 maps, region 314x234; 64 maps, region 150x110);
+    # with them, stage 2 computes only the 150x110 outputs its pooling uses (region 156x116)
+    if pool_units:
+        streamed = 16 * 76800 + 512 * 156 * 116 + 8192 * 75 * 55
+        filled = 16 * 314 * 234 + 512 * 150 * 110 + 8192 * 69 * 49
+    else:
+        streamed = 16 * 76800 + 512 * 157 * 117 + 8192 * 75 * 55 + 16 * 314 * 234 + 64 * 150 * 110
+        filled = 16 * 314 * 234 + 512 * 151 * 111 + 8192 * 69 * 49 + 16 * 157 * 117 + 64 * 75 * 55
     assert b.streaming == streamed / 4
     # one window position per term per cycle: the output positions instead
-    filled = 16 * 314 * 234 + 16 * 157 * 117 + 512 * 151 * 111 + 64 * 75 * 55 + 8192 * 69 * 49
     assert b.kernel_fill == filled / 4
-    assert b.mac_peak == pytest.approx(1.835e9 / 400, rel=1e-3)
-    # bandwidth: every layer's inputs read once and output written once, 2.72 GB/s at 200 MHz
-    words = (3 * 76800 + 16 * 314 * 234) + (16 * 314 * 234 + 16 * 157 * 117)
-    words += (
-        (16 * 157 * 117 + 64 * 151 * 111) + (64 * 151 * 111 + 64 * 75 * 55) + (64 * 75 * 55 + 256 * 69 * 49)
-    )
+    assert b.mac_peak == pytest.approx(1.835e9 / 400, rel=1e-3)  # the network's MACs, all of them
+    # bandwidth: the frame, the pooled maps and the output once each way (the un-pooled maps stay on
+    # the grid), 2.72 GB/s at 200 MHz
+    words = 3 * 76800 + 2 * 16 * 157 * 117 + 2 * 64 * 75 * 55 + 256 * 69 * 49
     assert b.bandwidth == pytest.approx(words / (2.72e9 / 2 / 200e6))
     assert b.bound == b.streaming
-    assert arch.clock_hz / b.bound == pytest.approx(17.146, abs=1e-3)
+    assert arch.clock_hz / b.bound == pytest.approx(18.064 if pool_units else 17.146, abs=1e-3)
 
 
 @pytest.mark.parametrize("target", ["virtex6", "asic45", "tiny"])

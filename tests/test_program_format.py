@@ -45,6 +45,7 @@ from nfc.compiler.program import (
     HostStep,
     MapUnit,
     Pass,
+    PoolUnit,
     Program,
     Region,
     Stream,
@@ -163,6 +164,7 @@ REGION = "rows cols r0 c0 pads pad_value step".split()
 CONV = "tile mode block stride dilation kernel shift bias psum_from to act_tile delay".split()
 MAP = "tile thresholds slopes offsets shift".split()
 ALU = "tile op shift_a shift_b shift_out".split()
+POOL = "tile mode size rows cols weight shift bias out_shift".split()
 
 
 def attrs(obj, names: list[str]) -> tuple:
@@ -178,6 +180,7 @@ def check_units(p: Pass, d) -> None:
     assert [attrs(dc, CONV) for dc in d.convs] == [attrs(u, CONV) for u in p.convs]
     assert [attrs(dm, MAP) for dm in d.maps] == [attrs(m, MAP) for m in p.maps]
     assert [attrs(da, ALU) for da in d.alus] == [attrs(a, ALU) for a in p.alus]
+    assert [attrs(dq, POOL) for dq in d.pools] == [attrs(q, POOL) for q in p.pools]
     assert all(isinstance(u, DecodedConv) for u in d.convs) and all(isinstance(m, DecodedMap) for m in d.maps)
     assert all(isinstance(u, DecodedAlu) for u in d.alus) and all(
         isinstance(s, DecodedStream) for s in d.streams
@@ -203,12 +206,14 @@ def test_decode_recovers_every_scheduled_field(compiled, target, policy, net):
 def test_small_networks_cover_every_pass_kind_and_field(compiled):
     kinds, modes, sources, alu_ops = set(), set(), set(), set()
     sync = strided = padded = act = False
+    pool_modes = set()
     for program, _ in compiled.values():
         for p in program.passes:
             kinds.add(p.kind)
             modes |= {u.mode for u in p.convs}
             sources |= {u.psum_from.split(":")[0] for u in p.convs}
             alu_ops |= {a.op for a in p.alus}
+            pool_modes |= {q.mode for q in p.pools}
             act |= any(u.act_tile >= 0 for u in p.convs)
             sync |= any(s.sync for s in p.streams)
             strided |= any(s.region.step != (1, 1) for s in p.streams)
@@ -216,7 +221,23 @@ def test_small_networks_cover_every_pass_kind_and_field(compiled):
     assert kinds == {"conv", "pool", "map", "eltwise", "copy"}
     assert modes == {"mac", "max"} and sources == {"bias", "port", "tile"} and alu_ops == {"add"}
     assert sync and strided and padded and act
+    assert "max" in pool_modes  # pooling units (average pooling: test_pool_words_round_trip)
     assert any(isinstance(s, HostStep) for program, _ in compiled.values() for s in program.steps)
+
+
+def test_pool_words_round_trip():
+    """POOL, POOL_W and POOL_MAP carry every field of a pooling unit, signed ones included."""
+    pools = (
+        PoolUnit(2, "p", 0, "mac", 4, 143, 191, 16, -5, -7, 3),
+        PoolUnit(0, "q", 1, "max", 2, 9, 11, 0, 0, 0, -2),
+        PoolUnit(3, "r", 2, "mac", 15, 65535, 1, -32768, 127, 32767, -128),
+    )
+    words = encode_pass(Pass(0, "conv", ("p",), pools=pools), {}, {})
+    d = decode_pass(words)
+    assert [attrs(dq, POOL) for dq in d.pools] == [attrs(q, POOL) for q in pools]
+    assert "POOL       tile=2 mode=mac size=4 shift=-5 bias=-7 out_shift=3" in [format_word(w) for w in words]
+    with pytest.raises(ValueError, match="window size 1"):
+        encode_pass(Pass(0, "conv", ("p",), pools=(PoolUnit(0, "p", 0, "max", 1, 4, 4, 0, 0, 0, 0),)), {}, {})
 
 
 def _conv(tile: int, mode: str, *rest) -> ConvUnit:

@@ -134,6 +134,16 @@ def test_cosim_verilator_whole_program(tmp_path, net, policy):
 TINY_RW = Path(__file__).parent / "targets" / "tiny_rw.toml"
 
 
+@pytest.mark.parametrize("net,mode", [("pool_act", "mac"), ("conv_pool_linear", "max")])
+def test_cosim_pooling_units(tmp_path, net, mode):
+    """Pooling fused on the tiles' pooling units (average, then a map pass for the mapper after it;
+    maximum), every pass on Verilator."""
+    prog = compile_graph(build_net(net, tmp_path), load_target("tiny"), "nfc").program
+    assert {q.mode for p in prog.passes for q in p.pools} == {mode}
+    res, rows = run_cosim(net, "tiny", "nfc", tmp_path, seed=4, simulator="verilator")
+    _check(res, rows)
+
+
 @pytest.mark.parametrize("net", ["depthwise", "upsample_pad"])
 def test_cosim_several_writes_per_pass(tmp_path, net):
     """Ports used as read or write as each pass needs (``tiny_rw``: up to 3 writes in a pass): passes

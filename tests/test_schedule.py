@@ -56,12 +56,15 @@ def check_program(arch, result) -> None:
             done[("map", m.layer, m.channel)] += 1
         for a in p.alus:
             done[("alu", a.layer, a.channel)] += 1
+        for q in p.pools:  # fused pooling on the pooling unit
+            done[(q.layer, q.channel, -1)] += 1
         if p.kind == "copy":
             for s in p.streams:
                 if s.direction == "write":
                     done[("copy", p.layers[0], s.region.channel)] += 1
     want = Counter()
     fused_pools = {u.layer for p in prog.passes for u in p.convs if u.term == -1}
+    fused_pools |= {q.layer for p in prog.passes for q in p.pools}
     for layer in low.layers:
         if isinstance(layer, ConvLayer):
             for o in range(layer.out_shape[0]):
@@ -115,6 +118,9 @@ def check_program(arch, result) -> None:
         assert len(tiles) == len(set(tiles)) and len(tiles) <= arch.convolvers
         assert len({m.tile for m in p.maps}) == len(p.maps) <= arch.mappers
         assert len(p.alus) <= arch.alus
+        # a pooling unit pools the output of its own tile's convolver, one unit per tile
+        assert len({q.tile for q in p.pools}) == len(p.pools) <= arch.tiles * arch.tile.poolers
+        assert {q.tile for q in p.pools} <= {u.tile for u in p.convs}
         for u in p.convs:
             assert 0 <= u.delay <= arch.tile.fifo_depth
             assert u.block[0] <= arch.tile.convolver_size and u.block[1] <= arch.tile.convolver_size
@@ -191,8 +197,16 @@ def test_nfc_policy_fuses_pooling_and_beats_luaflow_on_neuflow_networks(compiled
     for name in ("face_detector", "neuflow_test"):
         _, ours = compiled(name, "virtex6", "nfc")
         _, base = compiled(name, "virtex6", "luaflow")
-        assert any(u.term == -1 for p in ours.program.passes for u in p.convs)  # a pooling fused
+        # pooling fused on the pooling units; the face detector's mapper after its pooling runs in map
+        # passes over the pooled maps
+        assert any(p.pools for p in ours.program.passes)
+        assert not any(u.term == -1 for p in ours.program.passes for u in p.convs)
+        pooled = any(
+            p.kind == "map" and p.streams[0].region.buffer.endswith(".pooled") for p in ours.program.passes
+        )
+        assert pooled == (name == "face_detector")
         assert not any(u.term == -1 for p in base.program.passes for u in p.convs)
+        assert not any(p.pools for p in base.program.passes)
         assert any(p.kind == "pool" for p in base.program.passes)
         ratio = sum(p.estimate["total"] for p in base.program.passes) / sum(
             p.estimate["total"] for p in ours.program.passes

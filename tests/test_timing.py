@@ -10,6 +10,7 @@ worked out here from the contract's text.
 from __future__ import annotations
 
 from dataclasses import replace
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -394,9 +395,13 @@ def test_an_alignment_delay_beyond_the_fifo_is_refused(tmp_path: Path):
     stream at its own tile, delays 0, 4, 8 (CONV_LATENCY + h = 4), then fused pooling on tile 2.
     Tile 1's data and partial sums arrive |delay - 4| cycles apart; a later delay pushes tile 3's
     partial sums back by as much. The FIFO holds 64: delay 64 is the last one accepted (the
-    alignment FIFO itself holds a word per cycle of delay)."""
-    arch = load_target("virtex6")
-    lp = _passes("conv_pool_linear", "virtex6", "nfc", tmp_path)[0]
+    alignment FIFO itself holds a word per cycle of delay). virtex6 without its pooling units, so
+    that the pooling takes a convolver of its own."""
+    text = (resources.files("nfc") / "targets" / "virtex6.toml").read_text()
+    no_pool = tmp_path / "virtex6_conv_pooling.toml"
+    no_pool.write_text(text.replace("poolers = 1", "poolers = 0"))
+    arch = load_target(no_pool)
+    lp = _passes("conv_pool_linear", str(no_pool), "nfc", tmp_path)[0]
     p = lp.decoded
     assert [(u.tile, u.psum_from, u.delay) for u in p.convs[:3]] == [
         (0, "bias", 0),
