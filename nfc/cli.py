@@ -54,6 +54,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
                 f"{c.peak_gops:.1f}",
                 mem,
                 f"{c.io.ports} ({c.io.max_read_ports}r/{c.io.max_write_ports}w)",
+                str(c.tiles * c.tile.poolers),
                 f"Q{c.numerics.word_bits - c.numerics.frac_bits}.{c.numerics.frac_bits}",
                 c.fpga.part if c.fpga is not None else "-",
             ]
@@ -70,6 +71,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
                     "peak GOPS",
                     "memory GB/s",
                     "ports",
+                    "pooling units",
                     "word",
                     "FPGA part",
                 ],

@@ -149,6 +149,19 @@ def test_unknown_and_missing_keys():
         arch_from_dict(data, "bad.toml")
 
 
+def test_pooling_units_are_optional():
+    """tile.poolers may be left out (0: pooling runs on a convolver); 0 or 1 per tile."""
+    data = _raw("virtex6")
+    assert arch_from_dict(data, "v.toml").tile.poolers == 1
+    del data["tile"]["poolers"]
+    assert arch_from_dict(data, "v.toml").tile.poolers == 0
+    data["tile"]["poolers"] = 2
+    with pytest.raises(
+        TargetError, match=r"^bad\.toml: tile\.poolers must be between 0 and 1 \(pooling units"
+    ):
+        arch_from_dict(data, "bad.toml")
+
+
 def test_cli_targets_table(capsys):
     assert main(["targets"]) == 0
     out = capsys.readouterr().out
@@ -164,6 +177,8 @@ def test_cli_targets_table(capsys):
         "memory",
         "GB/s",
         "ports",
+        "pooling",
+        "units",
         "word",
         "FPGA",
         "part",

@@ -12,27 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_programs import map_info
 
 from nfc.arch import load_target
 from nfc.compiler import binary
 from nfc.compiler.binary import program_bytes
 from nfc.compiler.driver import compile_graph
 from nfc.compiler.encode import encode_pass, weight_bodies, weight_head, weight_words
-from nfc.compiler.grid import ConvLayer
 from nfc.frontends.onnx import import_onnx
 
 NETS = ["digits", "lenet5", "face_detector", "neuflow_test"]
-
-
-def _map_info(program, low, buffer: str) -> tuple[int, tuple[int, int]]:
-    """(address of map 0, (H, W)) of a buffer as the DMA addresses it."""
-    if buffer.endswith("@view"):  # a vector read as rows x K: the source's memory, the layer's view
-        src = buffer[: -len("@view")]
-        views = {layer.view for layer in low.layers if isinstance(layer, ConvLayer) and layer.src == src}
-        assert len(views) == 1
-        return program.buffer(src).address, views.pop()
-    b = program.buffer(buffer)
-    return b.address, b.shape[1:]
 
 
 @pytest.mark.parametrize("policy", ["nfc", "luaflow"])
@@ -46,7 +35,7 @@ def test_pass_words_equal_encode_pass(benchmark_dir: Path, monkeypatch, target: 
         shapes: dict[str, tuple[int, int]] = {}
         for p in program.passes:
             for s in p.streams:
-                base, (h, w) = _map_info(program, low, s.region.buffer)
+                base, (h, w) = map_info(program, low, s.region.buffer)
                 addresses[(s.region.buffer, s.region.channel)] = base + s.region.channel * h * w
                 shapes[s.region.buffer] = (h, w)
             assert p.config_words == encode_pass(p, addresses, shapes), f"{net}: pass {p.index}"

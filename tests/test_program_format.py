@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_programs import map_info
 from onnx import helper
 from onnx_builders import make_model, rng, weights
 
@@ -35,7 +36,7 @@ from nfc.compiler.decode import (
     word_fields,
 )
 from nfc.compiler.encode import OPCODES, encode_pass, word
-from nfc.compiler.grid import ConvLayer, Lowered
+from nfc.compiler.grid import Lowered
 from nfc.compiler.lower import lower
 from nfc.compiler.passes import run_pipeline
 from nfc.compiler.program import (
@@ -148,15 +149,6 @@ def compiled(graphs) -> dict[tuple[str, str, str], tuple[Program, Lowered]]:
 # ---------------------------------------------------------------------------------------------------
 # decoding against the scheduled units
 # ---------------------------------------------------------------------------------------------------
-def _map_info(program: Program, low: Lowered, buffer: str) -> tuple[int, tuple[int, int]]:
-    """(address of map 0, (H, W)) of a buffer as the DMA addresses it."""
-    if buffer.endswith("@view"):  # a vector read as rows x K: the source's memory, the layer's view
-        src = buffer[: -len("@view")]
-        views = {layer.view for layer in low.layers if isinstance(layer, ConvLayer) and layer.src == src}
-        assert len(views) == 1
-        return program.buffer(src).address, views.pop()
-    b = program.buffer(buffer)
-    return b.address, b.shape[1:]
 
 
 STREAM = "port direction role sync tile words route".split()
@@ -190,7 +182,7 @@ def check_units(p: Pass, d) -> None:
 def check_pass(p: Pass, d, program: Program, low: Lowered) -> None:
     check_units(p, d)
     for ds, s in zip(d.streams, p.streams, strict=True):
-        base, (h, w) = _map_info(program, low, s.region.buffer)
+        base, (h, w) = map_info(program, low, s.region.buffer)
         assert (ds.address, ds.map_shape) == (base + s.region.channel * h * w, (h, w))
         assert set(zip(s.route, s.route[1:], strict=False)) <= set(p.links)
 
