@@ -88,6 +88,7 @@ class DecodedStream:
     step: tuple[int, int]
     words: int
     route: tuple[int, ...]
+    taps: tuple[int, ...] = ()  # tiles on the route that take a read data stream too (ROUTE c = 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +272,7 @@ _FORMATTERS = {
     "PORT_ORG": lambda a, b, c, arg: f"r0={_s(_hi(arg), 16)} c0={_s(_lo(arg), 16)}",
     "PORT_PAD": lambda a, b, c, arg: f"pads={a},{b},{c},{_hi(arg)} value={_s(_lo(arg), 16)}",
     "PORT_STEP": lambda a, b, c, arg: f"step={a}x{b} words={arg}",
-    "ROUTE": lambda a, b, c, arg: f"stream={arg} {a}->{b}",
+    "ROUTE": lambda a, b, c, arg: f"stream={arg} {a}->{b}" + (" tap" if c == 1 else f" c={c}" if c else ""),
     "CONV": _fmt_conv,
     "CONV_LINK": _fmt_link,
     "CONV_SHIFT": _fmt_shift,
@@ -431,9 +432,15 @@ def _stream(ws: _Words, number: int) -> DecodedStream:
     rs, cs, c, words = ws.take("PORT_STEP", "PORT_ORG or PORT_PAD")
     ws.reserved(c=c)
     route: list[int] = []
+    taps: list[int] = []
     while ws.peek() == "ROUTE":
         a, b, c, arg = ws.take("ROUTE", "a stream")
-        ws.reserved(c=c)
+        if c not in (0, 1) or (c and (direction != "read" or role != "data")):
+            raise ws.error(
+                f"ROUTE field c = {c}: only a read data stream may be taken at a tile (c = 1)", ws.i - 1
+            )
+        if c:
+            taps.append(a)
         if arg != number:
             raise ws.error(f"route of stream {arg} inside the group of stream {number}", ws.i - 1)
         if route and a != route[-1]:
@@ -465,6 +472,7 @@ def _stream(ws: _Words, number: int) -> DecodedStream:
         step=(rs, cs),
         words=words,
         route=tuple(route),
+        taps=tuple(taps),
     )
 
 

@@ -17,7 +17,8 @@ opcode  name         fields
 0x14    PORT_ORG     arg = r0 << 16 | c0 (signed 16-bit each)
 0x15    PORT_PAD     a = top, b = left, c = bottom; arg = right << 16 | pad value
 0x16    PORT_STEP    a = row step, b = column step; arg = words in the stream
-0x20    ROUTE        a = from tile, b = to tile (neighbours); arg = stream number in this pass
+0x20    ROUTE        a = from tile, b = to tile (neighbours); c = 1: tile a takes the stream too (a read data
+                     stream delivered to several tiles); arg = stream number in this pass
 0x30    CONV         a = tile, b = mode (0 mac, 1 max), c = kh << 4 | kw; arg = stride/dilation nibbles
                      sh << 12 | sw << 8 | dh << 4 | dw
 0x31    CONV_LINK    a = tile, b = psum source (0 bias, 1 port, 2 tile), c = source tile;
@@ -150,7 +151,7 @@ def stream_words(i: int, s: Stream, address: int, map_shape: tuple[int, int]) ->
     words = list(
         _stream_words_but_address(
             i, s.port, s.direction, s.role, s.sync, s.tile, s.words, s.route, map_shape,
-            r.rows, r.cols, r.r0, r.c0, r.pads, r.pad_value, r.step,
+            r.rows, r.cols, r.r0, r.c0, r.pads, r.pad_value, r.step, s.taps,
         )
     )  # fmt: skip
     words[1] = word("PORT_ADDR", arg=address)
@@ -175,6 +176,7 @@ def _stream_words_but_address(
     pads: tuple[int, int, int, int],
     pad_value: int,
     step: tuple[int, int],
+    taps: tuple[int, ...] = (),
 ) -> tuple[int, ...]:
     """The words of stream ``i`` with 0 in place of the PORT_ADDR word. The streams of a layer's
     passes differ mostly by address and channel, so most calls hit the cache."""
@@ -191,7 +193,7 @@ def _stream_words_but_address(
         out.append(word("PORT_PAD", pads[0], pads[1], pads[2], pad))
     out.append(word("PORT_STEP", step[0], step[1], 0, n_words))
     for a, b in zip(route, route[1:], strict=False):
-        out.append(word("ROUTE", a, b, 0, i))
+        out.append(word("ROUTE", a, b, 1 if a in taps else 0, i))
     return tuple(out)
 
 

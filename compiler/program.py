@@ -65,6 +65,8 @@ class Stream:
     (a result written). ``route``: the tiles the stream crosses, from the port's tile to ``tile``
     (reads) or from ``tile`` to the port's tile (writes). ``sync``: a read that delivers one word
     per *output* position of the unit it feeds (partial sums) rather than one per input word.
+    ``taps``: tiles on the route before ``tile`` that take the read data stream too (as their next
+    data stream, in route order, after ``tile`` has its): one memory read feeds several tiles.
     """
 
     port: int
@@ -75,6 +77,7 @@ class Stream:
     route: tuple[int, ...]
     words: int
     sync: bool = False
+    taps: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

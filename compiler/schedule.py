@@ -171,6 +171,15 @@ class _Segment:
     final: bool
     strip: tuple[int, int]  # output columns [x0, x1)
     pool: ConvLayer | None = None
+    shared: bool = False  # its one term reads the previous segment's input stream (taken on the way)
+
+
+def _same_input(prev: _Segment, layer: ConvLayer, o: int, slot: int, strip: tuple[int, int]) -> bool:
+    """Whether a one-term chain (output ``o``, term ``slot``) reads exactly what ``prev`` reads."""
+    if prev.layer is not layer or len(prev.slots) != 1 or prev.psum_in or prev.strip != strip:
+        return False
+    a, b = (prev.o, prev.slots[0]), (o, slot)
+    return layer.channels[a] == layer.channels[b] and np.array_equal(layer.offsets[a], layer.offsets[b])
 
 
 @dataclass
@@ -406,6 +415,19 @@ def _conv_segments(
             while j < len(slots):
                 psum = j > 0
                 extra = 1 if pool is not None and not unit else 0
+                if (
+                    len(slots) == 1
+                    and cur
+                    and not extra
+                    and min(free_w, free_c, free_p) >= 1
+                    and _same_input(cur[-1], layer, o, slots[0], strip)
+                ):
+                    # one read stream feeds both: it goes on to this tile, the previous taking it on
+                    # the way (Stream.taps); no read port of its own
+                    cur.append(_Segment(layer, o, slots, False, True, strip, pool, shared=True))
+                    free_c, free_w, free_p = free_c - 1, free_w - 1, free_p - 1
+                    j = 1
+                    continue
                 if free_w < 1 or free_r < 1 + psum or free_c < 1 or free_p < 2 + psum:
                     if not cur:
                         raise SchedulingError(
@@ -586,6 +608,28 @@ class _PassBuilder:
         self.streams.append(s)
         return len(path) - 1
 
+    def extend(self, k: int, tile: int) -> int:
+        """Read stream ``k`` goes on from its tile to the neighbouring ``tile``, its tile taking it on
+        the way (``Stream.taps``); returns the hops from the port to ``tile``."""
+        s = self.streams[k]
+        if self.replay is not None:
+            path = self._replayed()
+        else:
+            router = self._router()
+            path = router.path(s.tile, tile)
+            if path is None or len(path) != 2:
+                raise SchedulingError(
+                    f"pass {self.index}: no free link from tile {s.tile} to tile {tile} for a shared input "
+                    "stream (internal error)"
+                )
+            router.take(path)
+            self.record.append(path)
+        route = s.route + (tile,)
+        self.streams[k] = Stream(
+            s.port, s.direction, s.role, s.region, tile, route, s.words, s.sync, s.taps + (s.tile,)
+        )
+        return len(route) - 1
+
     def link(self, a: int, b: int) -> int:
         if self.replay is not None:
             path = self._replayed()
@@ -679,14 +723,29 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
     arch = ctx.arch
     first = segments[0].layer
     unit = first.name in ctx.pool_units  # fused pooling on the pooling unit of the chain's last tile
-    key = tuple((len(seg.slots), seg.psum_in, seg.pool is not None, unit) for seg in segments)
+    key = tuple((len(seg.slots), seg.psum_in, seg.pool is not None, unit, seg.shared) for seg in segments)
     pb = _PassBuilder(ctx, index, "conv" if first.kind not in ("maxpool", "avgpool") else "pool", key)
     fifo = arch.tile.fifo_depth
     hop = arch.tile.router_latency
     reads: list[int] = []
     writes: list[int] = []
     beats = 0
-    for seg in segments:
+    # the read stream a shared segment takes on (the previous segment's); a shared segment that
+    # starts a pass (after _split_build halved a group) reads its own
+    shared_stream = -1
+    # a segment whose read stream the next segment shares routes its write after that stream has
+    # gone on to the next tile (the write must not take the link the stream needs)
+    pending: list[tuple[Region, int, int]] = []
+
+    def write(region: Region, tile: int, n_words: int, defer: bool) -> None:
+        if defer:
+            pending.append((region, tile, n_words))
+        else:
+            pb.stream("write", "out", region, tile, n_words)
+        writes.append(n_words)
+
+    for k, seg in enumerate(segments):
+        defer = k + 1 < len(segments) and segments[k + 1].shared
         layer = seg.layer
         terms = ctx.terms_of(layer)
         o = seg.o
@@ -724,8 +783,12 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
             region = ctx.region(src, ch, off[0] * dh, x0 * sw + off[1] * dw, rows, cols, pads, pad_value)
             words = rows * cols
             beats = words
-            data_hops = pb.stream("read", "data", region, t, words)
-            reads.append(words)
+            if seg.shared and shared_stream >= 0:  # the previous segment's stream goes on to this tile
+                data_hops = pb.extend(shared_stream, t)
+            else:
+                data_hops = pb.stream("read", "data", region, t, words)
+                reads.append(words)
+                shared_stream = len(pb.streams) - 1
             delay = i * (CONV_LATENCY + (hops[i - 1] * hop if i else 0))
             if delay > fifo:
                 raise SchedulingError(
@@ -773,6 +836,9 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
                 terms.bodies[o][slot] if terms.bodies is not None else None,
             )
             depth = max(depth, data_hops * hop + delay + CONV_LATENCY)
+        for args in pending:
+            pb.stream("write", "out", *args)
+        pending.clear()
         if seg.psum_in:
             psum_buf = ctx.psum_buffers[layer.name]
             region = ctx.region(psum_buf, o, 0, x0, OH, x1 - x0)
@@ -804,8 +870,7 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
                 )
             )
             out_region = Region(ctx.pooled.get(layer.name, pool.dst), seg.o, 0, 0, POH, POW)
-            pb.stream("write", "out", out_region, tiles[-1], POH * POW)
-            writes.append(POH * POW)
+            write(out_region, tiles[-1], POH * POW, defer)
             depth += POOL_LATENCY
         elif seg.pool is not None:
             pool = seg.pool
@@ -850,8 +915,7 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
         else:
             dst = layer.dst if seg.final else ctx.psum_buffers[layer.name]
             out_region = ctx.region(dst, o, 0, x0, OH, x1 - x0)
-            pb.stream("write", "out", out_region, tiles[-1], out_words)
-            writes.append(out_words)
+            write(out_region, tiles[-1], out_words, defer)
         pb.depth = max(pb.depth, depth + WRITE_LATENCY)
     return pb.finish(beats, reads, writes)
 
@@ -1188,4 +1252,4 @@ def _viewed(ctx: _Ctx, seg: _Segment) -> _Segment:
         if (vname, 0) not in ctx.addresses:
             ctx.addresses[(vname, 0)] = ctx.addresses[(layer.src, 0)]
         viewed = ctx.viewed[layer.name] = replace(layer, src=vname)  # one copy per layer, not per segment
-    return _Segment(viewed, seg.o, seg.slots, seg.psum_in, seg.final, seg.strip, seg.pool)
+    return replace(seg, layer=viewed)

@@ -32,6 +32,7 @@ __all__ = [
     "map_layout",
     "alu_layout",
     "pool_layout",
+    "tap_layout",
     "source_bits",
     "SRC_NONE",
     "SRC_TILE",
@@ -179,6 +180,12 @@ def pool_layout(arch: ArchConfig) -> data.StructLayout:
     )
 
 
+def tap_layout(arch: ArchConfig) -> data.StructLayout:
+    """A read data stream taken at a tile on its way (ROUTE with c = 1): the tile's slot for it and the
+    source code of where it enters that tile's router."""
+    return data.StructLayout({"active": 1, "slot": 4, "src": source_bits(arch)})
+
+
 class ConfigDecoder(wiring.Component):
     """Decodes configuration words into the registers of a pass.
 
@@ -199,6 +206,8 @@ class ConfigDecoder(wiring.Component):
         The word taken this cycle is ``PASS``.
     ports : Out(ArrayLayout(port_layout, io.ports))
     convs, maps, alus : Out(ArrayLayout(..., tiles))
+    taps : Out(ArrayLayout(ArrayLayout(tap_layout, tiles), io.ports))
+        ``taps[p][t]``: the read data stream of port ``p`` is also delivered to tile ``t``.
     pools : Out(ArrayLayout(pool_layout, tiles))
         Only on a target with pooling units (``tile.poolers``); elsewhere ``POOL`` words are errors.
     links : Out(ArrayLayout(ArrayLayout(source code, 4), tiles))
@@ -225,6 +234,7 @@ class ConfigDecoder(wiring.Component):
                 "alus": Out(data.ArrayLayout(alu_layout(arch), tiles)),
                 **({"pools": Out(data.ArrayLayout(pool_layout(arch), tiles))} if arch.tile.poolers else {}),
                 "links": Out(data.ArrayLayout(data.ArrayLayout(source_bits(arch), 4), tiles)),
+                "taps": Out(data.ArrayLayout(data.ArrayLayout(tap_layout(arch), tiles), arch.io.ports)),
                 "rate_p": Out(7),
                 "rate_q": Out(7),
                 "beats": Out(32),
@@ -246,6 +256,7 @@ class ConfigDecoder(wiring.Component):
         alus = Signal.like(self.alus)
         pools = Signal.like(self.pools) if arch.tile.poolers else None
         links = Signal.like(self.links)
+        taps = Signal.like(self.taps)
         rate_p, rate_q, beats = Signal(7), Signal(7), Signal(32)
         error = Signal()
         # which port carries stream i of the pass (streams are numbered in PORT order)
@@ -259,6 +270,7 @@ class ConfigDecoder(wiring.Component):
             self.maps.eq(maps),
             self.alus.eq(alus),
             self.links.eq(links),
+            self.taps.eq(taps),
             *([self.pools.eq(pools)] if pools is not None else []),
             self.rate_p.eq(rate_p),
             self.rate_q.eq(rate_q),
@@ -288,6 +300,7 @@ class ConfigDecoder(wiring.Component):
                         maps.eq(0),
                         alus.eq(0),
                         links.eq(0),
+                        taps.eq(0),
                         *([pools.eq(0)] if pools is not None else []),
                         n_streams.eq(0),
                         data_slots.eq(0),
@@ -347,7 +360,16 @@ class ConfigDecoder(wiring.Component):
                         links[fa][out_dir].eq(p.src),
                         p.src.eq(2 + n_ports + in_dir),
                     ]
-                    with m.If(~ok | (arg >= n_streams)):
+                    with m.If(fc[0]):  # tile a takes the stream too, as its next data stream
+                        tap = taps[stream_port[arg[0:8]]][fa]
+                        m.d.sync += [
+                            tap.active.eq(1),
+                            tap.slot.eq(data_slots[fa]),
+                            tap.src.eq(p.src),
+                            data_slots[fa].eq(data_slots[fa] + 1),
+                        ]
+                    read_data = ~p.write & (p.role == 0)
+                    with m.If(~ok | (arg >= n_streams) | (fc[1:] != 0) | (fc[0] & ~read_data)):
                         m.d.sync += error.eq(1)
                 with m.Case(OPCODES["CONV"]):
                     u = convs[fa]

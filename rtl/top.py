@@ -204,7 +204,9 @@ class Accelerator(wiring.Component):
         for t in range(tiles):
             for p in range(n_ports):
                 cfg = ports[p]
-                with m.If(cfg.active & ~cfg.write & (cfg.role == 0) & (cfg.tile == t) & (cfg.slot == 0)):
+                tap = dec.taps[p][t]
+                read_data = cfg.active & ~cfg.write & (cfg.role == 0)
+                with m.If(read_data & (((cfg.tile == t) & (cfg.slot == 0)) | (tap.active & (tap.slot == 0)))):
                     m.d.comb += [
                         first_rows[t].eq(cfg.rows),
                         first_cols[t].eq(cfg.cols),
@@ -272,9 +274,13 @@ class Accelerator(wiring.Component):
             for p in range(n_ports):
                 cfg = ports[p]
                 mine = cfg.active & ~cfg.write & (cfg.tile == t)
+                tap = dec.taps[p][t]
                 for n in range(n_slots):
                     with m.If(mine & (cfg.role == 0) & (cfg.slot == n)):
                         m.d.comb += rt.slot_sel[n].eq(cfg.src)
+                    # a read data stream taken here on its way to another tile
+                    with m.If(cfg.active & ~cfg.write & (cfg.role == 0) & tap.active & (tap.slot == n)):
+                        m.d.comb += rt.slot_sel[n].eq(tap.src)
                 with m.If(mine & (cfg.role == 1)):
                     m.d.comb += rt.psum_sel.eq(cfg.src)
             m.d.comb += [tl.conv.eq(convs[t]), tl.map.eq(maps[t]), tl.alu.eq(alus[t]), tl.clear.eq(ctl.clear)]

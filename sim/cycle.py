@@ -153,6 +153,8 @@ def time_pass(lp: LoadedPass, arch: ArchConfig) -> PassTiming:
                     f"pass {p.index}: a read stream of {n} words in a pass of {p.beats} beats"
                 )
             data.setdefault(s.tile, []).append((s, beats[:n] + lat + n_hops * h))
+            for t in s.taps:  # taken on the way, after the hops to that tile
+                data.setdefault(t, []).append((s, beats[:n] + lat + s.route.index(t) * h))
     results: dict[int, np.ndarray] = {}  # tile -> time each word of its outgoing stream leaves it
     shapes: dict[int, tuple[int, int]] = {}  # tile -> (rows, cols) of that outgoing stream
     try:

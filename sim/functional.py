@@ -114,7 +114,8 @@ def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
         if s.role == "psum":
             psum_in[s.tile] = words
         else:
-            data.setdefault(s.tile, []).append(words)
+            for t in (s.tile, *s.taps):  # the stream's tile, then the tiles taking it on its way
+                data.setdefault(t, []).append(words)
     maps = {m.tile: m for m in p.maps}
     results: dict[int, np.ndarray] = {}  # tile -> stream leaving the tile
     try:

@@ -236,6 +236,7 @@ class _ReadDma:
     def __init__(self, s: DecodedStream, path: _Path):
         self.s = s
         self.path = path
+        self.taps: list[_Path] = []  # paths to the tiles taking the stream on its way
         self.words = s.rows * s.cols
         self.sent = 0
         self.watchers: list[_PsumDma] = []
@@ -244,6 +245,8 @@ class _ReadDma:
         if self.sent < self.words:
             self.sent += 1
             self.path.push()
+            for tap in self.taps:
+                tap.push()
             for w in self.watchers:
                 w.data_requested()
 
@@ -455,6 +458,10 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
             dma = _ReadDma(s, path)
             dmas.append(dma)
             free_data.setdefault(s.tile, []).append(dma)
+            for t in s.taps:  # the same words, taken on the way at tile t
+                tap = _ReadDma(s, _Path(clock, [lat] + [h] * s.route.index(t)))
+                dma.taps.append(tap.path)
+                free_data.setdefault(t, []).append(tap)
 
     # -- units and their inputs ---------------------------------------------------------------------
     producers: dict[int, _Unit] = {}  # tile -> the unit whose outputs leave that tile

@@ -166,8 +166,21 @@ def _pool_act(rng):
     return _model(nodes, (1, 2, 9, 11), "y", inits)
 
 
+def _shared_input(rng):
+    """Four maps from one input map: with several write ports, one read stream feeds several tiles."""
+    inits = {"w1": _w(rng, 4, 1, 3, 3), "b1": _w(rng, 4), "w2": _w(rng, 2, 4, 2, 2)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2"], ["y"]),
+    ]
+    return _model(nodes, (1, 1, 10, 12), "y", inits)
+
+
 NETS = {
     "conv_pool_linear": _conv_pool_linear,
+    "shared_input": _shared_input,
     "pool_act": _pool_act,
     "residual": _residual,
     "depthwise": _depthwise,

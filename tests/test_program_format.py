@@ -217,6 +217,23 @@ def test_small_networks_cover_every_pass_kind_and_field(compiled):
     assert any(isinstance(s, HostStep) for program, _ in compiled.values() for s in program.steps)
 
 
+def test_shared_read_stream_round_trip():
+    """A read stream taken by the tiles on its way (ROUTE c = 1) decodes with its taps; c = 1 on a
+    write stream is refused."""
+    shared = Stream(2, "read", "data", Region("x", 0, 0, 0, 4, 5), 2, (0, 1, 3, 2), 20, taps=(0, 1, 3))
+    out = Stream(0, "write", "out", Region("y", 0, 0, 0, 2, 2), 0, (0,), 4)
+    p = Pass(0, "conv", ("l",), streams=(shared, out))
+    words = encode_pass(p, {("x", 0): 100, ("y", 0): 200}, {"x": (4, 5), "y": (2, 2)})
+    d = decode_pass(words)
+    assert [(s.tile, s.route, s.taps) for s in d.streams] == [(2, (0, 1, 3, 2), (0, 1, 3)), (0, (0,), ())]
+    assert "ROUTE      stream=0 0->1 tap" in [format_word(w) for w in words]
+    bad = list(words)
+    route = next(i for i, w in enumerate(bad) if w >> 56 == OPCODES["ROUTE"])
+    bad[route] |= 2 << 32  # c = 3
+    with pytest.raises(ValueError, match="ROUTE field c = 3"):
+        decode_pass(bad)
+
+
 def test_pool_words_round_trip():
     """POOL, POOL_W and POOL_MAP carry every field of a pooling unit, signed ones included."""
     pools = (

@@ -144,6 +144,15 @@ def test_cosim_pooling_units(tmp_path, net, mode):
     _check(res, rows)
 
 
+def test_cosim_shared_read_streams(tmp_path):
+    """One read stream delivered to several tiles (taken on its way, Stream.taps), with pooling units,
+    every pass on Verilator."""
+    prog = compile_graph(build_net("shared_input", tmp_path), load_target(TINY_RW), "nfc").program
+    assert max(len(s.taps) for p in prog.passes for s in p.streams) == 2  # one stream, three tiles
+    res, rows = run_cosim("shared_input", str(TINY_RW), "nfc", tmp_path, seed=5, simulator="verilator")
+    _check(res, rows)
+
+
 @pytest.mark.parametrize("net", ["depthwise", "upsample_pad"])
 def test_cosim_several_writes_per_pass(tmp_path, net):
     """Ports used as read or write as each pass needs (``tiny_rw``: up to 3 writes in a pass): passes
