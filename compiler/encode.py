@@ -66,6 +66,7 @@ __all__ = [
     "alu_word",
     "pool_words",
     "pass_word",
+    "pass_words",
     "tail_words",
 ]
 
@@ -329,6 +330,41 @@ def tail_words(rate: tuple[int, int], beats: int) -> tuple[int, int]:
     return word("RATE", arg=_pair(rate[0], rate[1])), word("GO", arg=beats)
 
 
+def pass_words(
+    kind: str,
+    index: int,
+    streams: list[list[int]],
+    convs,
+    bodies,
+    pools,
+    maps,
+    alus,
+    rate: tuple[int, int],
+    beats: int,
+) -> list[int]:
+    """The configuration words of a pass from its pieces, in the order the decoder reads them.
+
+    ``streams``: the words of each stream (:func:`stream_words`); ``bodies``: per convolver its CONV_W
+    words without the tile's head (:func:`weight_bodies`), or None to encode its kernel here."""
+    words = [pass_word(kind, index)]
+    for sw in streams:
+        words += sw
+    for u, body in zip(convs, bodies, strict=True):
+        words += conv_head(u)
+        if body is None:
+            words += weight_words(u.tile, u.kernel)
+        else:
+            words += map(weight_head(u.tile).__or__, body)
+    for q in pools:
+        words += pool_words(q)
+    for m in maps:
+        words += map_words(m)
+    for a in alus:
+        words.append(alu_word(a))
+    words += tail_words(rate, beats)
+    return words
+
+
 def encode_pass(
     p: Pass, addresses: dict[tuple[str, int], int], map_shapes: dict[str, tuple[int, int]]
 ) -> tuple[int, ...]:
@@ -337,19 +373,11 @@ def encode_pass(
     ``addresses[(buffer, channel)]`` is the word address of that map's first word;
     ``map_shapes[buffer]`` the (H, W) the DMA addresses it with.
     """
-    words = [pass_word(p.kind, p.index)]
-    for i, s in enumerate(p.streams):
-        words += stream_words(
-            i, s, addresses[(s.region.buffer, s.region.channel)], map_shapes[s.region.buffer]
-        )
-    for u in p.convs:
-        words += conv_head(u)
-        words += weight_words(u.tile, u.kernel)
-    for q in p.pools:
-        words += pool_words(q)
-    for m in p.maps:
-        words += map_words(m)
-    for a in p.alus:
-        words.append(alu_word(a))
-    words += tail_words(p.rate, p.beats)
-    return tuple(words)
+    streams = [
+        stream_words(i, s, addresses[(s.region.buffer, s.region.channel)], map_shapes[s.region.buffer])
+        for i, s in enumerate(p.streams)
+    ]
+    bodies = [None] * len(p.convs)
+    return tuple(
+        pass_words(p.kind, p.index, streams, p.convs, bodies, p.pools, p.maps, p.alus, p.rate, p.beats)
+    )

@@ -37,18 +37,7 @@ import numpy as np
 
 from nfc.arch import ArchConfig
 from nfc.compiler.analysis import node_ops
-from nfc.compiler.encode import (
-    alu_word,
-    conv_head,
-    map_words,
-    pass_word,
-    pool_words,
-    stream_words,
-    tail_words,
-    weight_bodies,
-    weight_head,
-    weight_words,
-)
+from nfc.compiler.encode import pass_words, stream_words, weight_bodies
 from nfc.compiler.grid import ConvLayer, CopyLayer, EltwiseLayer, HostLayer, Lowered, MapLayer
 from nfc.compiler.program import (
     PROGRAM_VERSION,
@@ -661,25 +650,21 @@ class _PassBuilder:
         if self.links_used is None:
             self.links_used = tuple(sorted(self._router().used))
             ctx.layouts[self.key] = (self.record, self.links_used)
-        # the words of encode.encode_pass, from the same pieces, with the memoised stream words and
-        # the layer's precomputed weight words (tests/test_compile_speed_equivalence.py checks that
-        # every pass's words equal encode_pass's)
-        words = [pass_word(self.kind, self.index)]
-        for i, s in enumerate(self.streams):
-            words += ctx.words_of_stream(i, s)
-        for u, body in zip(self.convs, self.bodies, strict=True):
-            words += conv_head(u)
-            if body is None:
-                words += weight_words(u.tile, u.kernel)
-            else:
-                words += map(weight_head(u.tile).__or__, body)
-        for q in self.pools:
-            words += pool_words(q)
-        for m in self.maps:
-            words += map_words(m)
-        for a in self.alus:
-            words.append(alu_word(a))
-        words += tail_words(rate, beats)
+        # encode.encode_pass's words, with the memoised stream words and the layer's precomputed
+        # weight words (tests/test_compile_speed_equivalence.py checks they are encode_pass's)
+        streams = [ctx.words_of_stream(i, s) for i, s in enumerate(self.streams)]
+        words = pass_words(
+            self.kind,
+            self.index,
+            streams,
+            self.convs,
+            self.bodies,
+            self.pools,
+            self.maps,
+            self.alus,
+            rate,
+            beats,
+        )
         return Pass(
             self.index,
             self.kind,

@@ -111,9 +111,14 @@ def _windows(u: DecodedConv, rows: int, cols: int) -> tuple[int, int, np.ndarray
         raise ContractError(
             f"convolver on tile {u.tile}: a {rows}x{cols} input has no {span_h}x{span_w} window"
         )
-    y = np.arange(oh, dtype=np.int64) * sh + span_h - 1
-    x = np.arange(ow, dtype=np.int64) * sw + span_w - 1
-    return oh, ow, (y[:, None] * cols + x[None, :]).reshape(-1)
+    return oh, ow, _window_ends(oh, ow, cols, (span_h, span_w), (sh, sw))
+
+
+def _window_ends(oh: int, ow: int, cols: int, span: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """Index of the input word (row-major, ``cols`` per row) completing each of ``oh x ow`` windows."""
+    y = np.arange(oh, dtype=np.int64) * stride[0] + span[0] - 1
+    x = np.arange(ow, dtype=np.int64) * stride[1] + span[1] - 1
+    return (y[:, None] * cols + x[None, :]).reshape(-1)
 
 
 def time_pass(lp: LoadedPass, arch: ArchConfig) -> PassTiming:
@@ -224,9 +229,8 @@ def time_pass(lp: LoadedPass, arch: ArchConfig) -> PassTiming:
             )
         t_in = results[q.tile]
         oh, ow = q.rows // q.size, q.cols // q.size
-        y = np.arange(oh, dtype=np.int64) * q.size + q.size - 1
-        x = np.arange(ow, dtype=np.int64) * q.size + q.size - 1
-        results[q.tile] = t_in[(y[:, None] * q.cols + x[None, :]).reshape(-1)] + POOL_LATENCY
+        ends = _window_ends(oh, ow, q.cols, (q.size, q.size), (q.size, q.size))
+        results[q.tile] = t_in[ends] + POOL_LATENCY
         shapes[q.tile] = (oh, ow)
         alu_ops += t_in.size  # the power model counts a pooled input word as an ALU operation
         busy[f"pool:{q.tile}"] = t_in.size

@@ -161,17 +161,15 @@ class _Fifo:
 
 class _LineBuffer:
     """Row and column counters over a ``rows x cols`` input, like a line buffer filling up: they
-    say whether the word now arriving completes a window (block, stride and dilation).
+    say whether the word now arriving completes a window (``geometry``: block, stride and dilation;
+    :func:`_geometry` of a convolver, ``size x size`` windows of stride ``size`` for a pooling unit).
 
     ``want_r``/``want_c`` are the row and column of the bottom-right corner of the next window in
     the current window row: they start at the window's span and move on by the stride each time a
     window completes."""
 
-    def __init__(self, u: DecodedConv | DecodedPool, rows: int, cols: int):
-        if isinstance(u, DecodedPool):  # non-overlapping windows: block = stride = size
-            (bh, bw), (sh, sw), (dh, dw) = (u.size, u.size), (u.size, u.size), (1, 1)
-        else:
-            (bh, bw), (sh, sw), (dh, dw) = u.block, u.stride, u.dilation
+    def __init__(self, geometry: tuple[tuple[int, int], ...], rows: int, cols: int):
+        (bh, bw), (sh, sw), (dh, dw) = geometry  # block, stride, dilation
         self.span_w = 1
         for _ in range(bw - 1):
             self.span_w += dw
@@ -198,9 +196,13 @@ class _LineBuffer:
         return done
 
 
+def _geometry(u: DecodedConv) -> tuple[tuple[int, int], ...]:
+    return u.block, u.stride, u.dilation
+
+
 def _output_shape(u: DecodedConv, rows: int, cols: int) -> tuple[int, int]:
     """(rows, cols) of a convolver's outputs: its line-buffer counters run over one whole input."""
-    lb = _LineBuffer(u, rows, cols)
+    lb = _LineBuffer(_geometry(u), rows, cols)
     out_rows = out_cols = 0
     for _ in range(rows):
         in_row = 0
@@ -390,7 +392,7 @@ class _Pool(_Unit):
         super().__init__()
         self.q = q
         self.input: _Path | None = None
-        self.lb = _LineBuffer(q, q.rows, q.cols)
+        self.lb = _LineBuffer(((q.size, q.size), (q.size, q.size), (1, 1)), q.rows, q.cols)
         self.pipe = clock.line(POOL_LATENCY)
         self.accepted = 0
 
@@ -492,7 +494,7 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
                 dma = free_data[u.tile].pop(0)
                 rows, cols = dma.s.rows, dma.s.cols
                 cv.input = dma.path
-            cv.lb = _LineBuffer(u, rows, cols)
+            cv.lb = _LineBuffer(_geometry(u), rows, cols)
             shapes[u.tile] = _output_shape(u, rows, cols)
             if src is not None:
                 if src not in convs:
@@ -503,7 +505,7 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
                 if u.tile not in psum_dmas or dma is None:
                     raise ContractError(f"pass {p.index}: tile {u.tile} has no partial-sum stream")
                 pd = psum_dmas[u.tile]
-                pd.lb = _LineBuffer(u, rows, cols)
+                pd.lb = _LineBuffer(_geometry(u), rows, cols)
                 dma.watchers.append(pd)
                 cv.psum = pd.path
             producers[u.tile] = cv
