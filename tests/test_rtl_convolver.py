@@ -87,7 +87,7 @@ def test_window_counter_matches_line_buffer():
                 stride=(g["stride_h"], g["stride_w"]),
                 dilation=(g["dil_h"], g["dil_w"]),
             )
-            lb = _LineBuffer(u, g["rows"], g["cols"])
+            lb = _LineBuffer((u.block, u.stride, u.dilation), g["rows"], g["cols"])
             ctx.set(dut.clear, 1)
             ctx.set(dut.step, 1)  # ignored on the clear cycle
             assert not ctx.get(dut.done)
