@@ -168,7 +168,8 @@ class PoolUnit:
 class Pass:
     """One grid pass: configuration, then streaming.
 
-    ``estimate`` holds the compiler's analytical cycle estimate, broken down: ``config``,
+    ``estimate`` holds the compiler's analytical cycle estimate, broken down: ``config`` (the
+    configuration cycles that show), ``hidden`` (those spent while the previous pass streamed),
     ``latency``, ``stream``, ``total``; ``rate`` is the beat rate (words per cycle per stream).
     """
 

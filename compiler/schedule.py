@@ -1213,6 +1213,7 @@ def _schedule(low: Lowered, arch: ArchConfig, policy: str, progress: Callable[[s
                     node_ops(layer.node, layer.in_shapes),
                 )
             )
+    _configure_behind(steps)
     return Program(
         PROGRAM_VERSION,
         arch.name,
@@ -1224,6 +1225,22 @@ def _schedule(low: Lowered, arch: ArchConfig, policy: str, progress: Callable[[s
         tuple(steps),
         memory_words,
     )
+
+
+def _configure_behind(steps: list) -> None:
+    """Each pass's configuration goes over the bus while the pass before it streams, unless a host
+    step comes between them (docs/architecture.md §13 item 1): in every pass's estimate, ``config``
+    becomes the part that shows and ``hidden`` the rest."""
+    behind = 0
+    for s in steps:
+        if isinstance(s, HostStep):
+            behind = 0
+            continue
+        e = s.estimate
+        hidden = min(e["config"], behind)
+        est = dict(e, config=e["config"] - hidden, hidden=hidden, total=e["total"] - hidden)
+        object.__setattr__(s, "estimate", est)  # a Pass is frozen; this is its construction
+        behind = e["latency"] + e["stream"]
 
 
 def _viewed(ctx: _Ctx, seg: _Segment) -> _Segment:

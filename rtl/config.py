@@ -4,7 +4,9 @@ The control CPU sends a pass as configuration words (``compiler/encode.py`` docu
 ``compiler/decode.py`` is the software twin of this decoder). Every word updates registers: one
 :data:`port_layout` per I/O port, one :data:`conv_layout`/:data:`map_layout`/:data:`alu_layout` per
 tile, one router selection per directed link, the beat rate and the beat count. ``PASS`` clears
-them all; ``GO`` ends the configuration.
+them all; ``GO`` ends the configuration. The words build a pass in one bank of registers while the
+units read the other (the outputs): ``commit`` copies the first into the second, so a pass can be
+configured while the one before it streams.
 
 Routing is resolved here as the words arrive, the way a router configuration chain would: every
 stream carries a *source code* saying where its words enter the router it has reached so far (the
@@ -200,6 +202,10 @@ class ConfigDecoder(wiring.Component):
         Configuration words. A word is taken on a cycle ``valid & accept``; ``ready`` is ``accept``.
     accept : In(1)
         The pass control's pacing: high on the last cycle of each word's ``cycles_per_word`` slot.
+    commit : In(1)
+        Copy the registers the words build into the bank the outputs show, at the next edge (pass
+        control: the pass starts streaming on the next cycle). The words of the next pass may
+        arrive while the outputs hold the current one.
     go : Out(1)
         The word taken this cycle is ``GO`` (the registers hold the whole pass from the next cycle).
     first : Out(1)
@@ -226,6 +232,7 @@ class ConfigDecoder(wiring.Component):
             {
                 "word": In(stream.Signature(64)),
                 "accept": In(1),
+                "commit": In(1),
                 "go": Out(1),
                 "first": Out(1),
                 "ports": Out(data.ArrayLayout(port_layout(arch), arch.io.ports)),
@@ -264,19 +271,7 @@ class ConfigDecoder(wiring.Component):
         n_streams = Signal(range(n_ports + 1))
         cur_port = Signal(8)  # the port whose PORT group is being read
         data_slots = Signal(data.ArrayLayout(4, tiles))  # read data streams given to each tile so far
-        m.d.comb += [
-            self.ports.eq(ports),
-            self.convs.eq(convs),
-            self.maps.eq(maps),
-            self.alus.eq(alus),
-            self.links.eq(links),
-            self.taps.eq(taps),
-            *([self.pools.eq(pools)] if pools is not None else []),
-            self.rate_p.eq(rate_p),
-            self.rate_q.eq(rate_q),
-            self.beats.eq(beats),
-            self.error.eq(error),
-        ]
+        m.d.comb += self.error.eq(error)
 
         w = self.word.payload
         op, fa, fb, fc, arg = w[56:64], w[48:56], w[40:48], w[32:40], w[0:32]
@@ -287,6 +282,21 @@ class ConfigDecoder(wiring.Component):
             self.go.eq(take & (op == OPCODES["GO"])),
             self.first.eq(take & (op == OPCODES["PASS"])),
         ]
+        # the second bank: what the units read, the registers above as they stand at commit (GO,
+        # the last word of a pass, only sets the beat count: take it from the word if it is here)
+        with m.If(self.commit):
+            m.d.sync += [
+                self.ports.eq(ports),
+                self.convs.eq(convs),
+                self.maps.eq(maps),
+                self.alus.eq(alus),
+                self.links.eq(links),
+                self.taps.eq(taps),
+                *([self.pools.eq(pools)] if pools is not None else []),
+                self.rate_p.eq(rate_p),
+                self.rate_q.eq(rate_q),
+                self.beats.eq(Mux(self.go, arg, beats)),
+            ]
 
         def tile_ok(value):
             return value < tiles

@@ -4,13 +4,16 @@
 ``set(name, value)``, ``await tick()``) so that Amaranth's simulator (:func:`cosim_amaranth`) and
 cocotb on Icarus or Verilator (``tests/cocotb_benches/cosim.py``) run the same code. It
 
-* sends every pass's configuration words over the configuration bus back to back (the first word
-  of a pass on the cycle after the previous pass's last write, as the contract assumes);
+* sends every pass's configuration words over the configuration bus back to back, the next pass's
+  from the cycle after the current pass's ``GO`` (the RTL takes them while the current pass
+  streams, as the contract assumes), except across a host step: the words of the pass after one go
+  out once the host step is done;
 * is the memory: it answers every read request exactly ``memory.latency_cycles`` cycles later from
   its memory image and performs every write on the cycle it is requested;
 * runs host steps on its memory image between passes (they take no grid cycles);
 * records each pass's cycle count as the RTL reports it (``pass_cycles``) and checks it against
-  the cycles it counted itself from the first configuration word to the last write.
+  the cycles it counted itself from the end of the previous pass (or the first configuration word
+  after a host step) to the last write.
 
 :func:`compare` then sets the RTL's results beside the cycle model's (``sim/cycle.py``) and the
 functional executor's memory image after every pass: per pass the model cycles, the RTL cycles and
@@ -48,7 +51,7 @@ class PassRecord:
     index: int
     kind: str
     rtl_cycles: int  # as the RTL's pass control counted them
-    counted_cycles: int  # as the testbench counted them (first configuration word .. last write + 1)
+    counted_cycles: int  # as the testbench counted them (end of the pass before .. last write + 1)
     memory_stalls: int
     error: bool
 
@@ -146,44 +149,53 @@ async def drive_program(
         now += 1
         return taken, finished
 
-    for i, step in enumerate(steps):
-        if isinstance(step, HostStep):
-            host(memory, step)
+    i = 0
+    while i < len(steps):
+        if isinstance(steps[i], HostStep):
+            host(memory, steps[i])
             if keep_images:
                 result.images[i] = memory.copy()
+            i += 1
             continue
-        start = now
-        words = list(step.words)
+        # a run of passes with no host step between them: their words go out back to back, each
+        # pass's behind the one before (the RTL holds the bus while a configured pass waits)
+        run = []
+        while i < len(steps) and not isinstance(steps[i], HostStep):
+            run.append((i, steps[i]))
+            i += 1
+        words = [(k, word) for k, (_, step) in enumerate(run) for word in step.words]
         w = 0
-        limit = 64 * (step.estimate.get("cycles", 0) or 0) + 100_000
-        finished = False
-        while not finished:
-            if w < len(words):
-                drive("config_valid", 1)
-                drive("config_payload", words[w])
-            else:
-                drive("config_valid", 0)
-            taken, finished = await cycle()
-            w += taken
-            if now - start > limit:
-                raise NfcError(f"pass {step.index}: the RTL did not finish within {limit} cycles")
-        drive("config_valid", 0)
-        rtl_cycles = bus.get("pass_cycles")
-        result.passes.append(
-            PassRecord(
-                index=step.index,
-                kind=step.kind,
-                rtl_cycles=rtl_cycles,
-                counted_cycles=now - start,
-                memory_stalls=bus.get("stall_cycles"),
-                error=bool(bus.get("error")),
+        for k, (at, step) in enumerate(run):
+            start = now
+            limit = 64 * (step.estimate.get("total", 0) or 0) + 100_000
+            finished = False
+            while not finished:
+                if w < len(words) and words[w][0] <= k + 1:
+                    drive("config_valid", 1)
+                    drive("config_payload", words[w][1])
+                else:
+                    drive("config_valid", 0)
+                taken, finished = await cycle()
+                w += taken
+                if now - start > limit:
+                    raise NfcError(f"pass {step.index}: the RTL did not finish within {limit} cycles")
+            rtl_cycles = bus.get("pass_cycles")
+            result.passes.append(
+                PassRecord(
+                    index=step.index,
+                    kind=step.kind,
+                    rtl_cycles=rtl_cycles,
+                    counted_cycles=now - start,
+                    memory_stalls=bus.get("stall_cycles"),
+                    error=bool(bus.get("error")),
+                )
             )
-        )
-        if keep_images:
-            result.images[i] = memory.copy()
-        done_passes += 1
-        if progress is not None:
-            progress(done_passes, total)
+            if keep_images:
+                result.images[at] = memory.copy()
+            done_passes += 1
+            if progress is not None:
+                progress(done_passes, total)
+        drive("config_valid", 0)
     result.memory = memory
     return result
 
@@ -272,12 +284,14 @@ def compare(
 ) -> list[Row]:
     """The RTL's cycles and memory image after every pass beside the cycle model's and the functional
     executor's."""
-    from nfc.sim.cycle import time_pass
+    from nfc.sim.cycle import time_steps
     from nfc.sim.functional import run_pass, start_run
 
     state = start_run(prog, lowered, inputs)
     rows = []
     records = iter(result.passes)
+    done = [i for i in range(len(prog.steps)) if i in result.images]
+    timings = iter(time_steps(prog.steps[: len(done)], arch))
     for i, step in enumerate(prog.steps):
         if i not in result.images:
             break
@@ -285,7 +299,7 @@ def compare(
         if isinstance(step, HostStep):
             continue
         rec = next(records)
-        model = time_pass(step, arch).cycles
+        model = next(timings).cycles
         image = result.images[i]
         n = min(image.size, state.mem.size)
         rows.append(

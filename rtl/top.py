@@ -26,7 +26,7 @@ raises ``error`` instead).
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -90,7 +90,8 @@ class Accelerator(wiring.Component):
     Attributes
     ----------
     config : In(stream.Signature(64))
-        Configuration words, taken one per ``config_bus.cycles_per_word`` cycles while configuring.
+        Configuration words, taken one per ``config_bus.cycles_per_word`` cycles, also while the
+        previous pass streams (a second register bank), up to the next pass's ``GO``.
     mem : Out(memory_signature).array(io.ports)
         The memory ports.
     pass_done : Out(1)
@@ -141,6 +142,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             ctl.word_valid.eq(self.config.valid),
             dec.accept.eq(ctl.accept),
+            dec.commit.eq(ctl.commit),
             ctl.go.eq(dec.go),
             beat.P.eq(dec.rate_p),
             beat.Q.eq(dec.rate_q),
@@ -246,7 +248,10 @@ class Accelerator(wiring.Component):
         tile_units = [Tile(arch) for _ in range(tiles)]
         routers = [Router(arch, t) for t in range(tiles)]
         for t in range(tiles):
-            m.submodules[f"tile{t}"], m.submodules[f"router{t}"] = tile_units[t], routers[t]
+            # a pass starts with nothing in flight: whatever the units still hold of the pass before
+            # (outputs no write stream takes) is dropped when the next pass is committed
+            m.submodules[f"tile{t}"] = ResetInserter(ctl.clear)(tile_units[t])
+            m.submodules[f"router{t}"] = ResetInserter(ctl.clear)(routers[t])
         for t, (tl, rt) in enumerate(zip(tile_units, routers, strict=True)):
             wiring.connect(m, tl.o, rt.tile_out)
             for p in rt.ports_here:
@@ -291,7 +296,8 @@ class Accelerator(wiring.Component):
         # chain links: every tile's output, one hop later, for a convolver that chains from it or pools it
         chain = []
         for t in range(tiles):
-            m.submodules[f"chain{t}"] = line = DelayLine(word, h)
+            line = DelayLine(word, h)
+            m.submodules[f"chain{t}"] = ResetInserter(ctl.clear)(line)
             m.d.comb += [line.i.valid.eq(tile_units[t].o.valid), line.i.payload.eq(tile_units[t].o.payload)]
             m.d.comb += line.o.ready.eq(1)
             chain.append(line.o)

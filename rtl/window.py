@@ -48,8 +48,8 @@ class WindowCounter(wiring.Component):
         ``span = (block - 1) * dil + 1`` input words are covered in each direction.
     clear : In(1)
         One-cycle pulse at pass start: counters back to the first word of the input and
-        ``overrun`` cleared. A ``step`` on the clear cycle is ignored. The counters are undefined
-        until the first ``clear`` (their start depends on the configuration).
+        ``overrun`` cleared. A ``step`` on the clear cycle is ignored. The counters reset to
+        constants, so the configuration may still change on the clear cycle (it is committed then).
     step : In(1)
         An input word arrives this cycle.
     done : Out(1)
@@ -81,35 +81,33 @@ class WindowCounter(wiring.Component):
         m = Module()
         r = Signal(_COUNT_BITS)  # row of the word arriving next
         c = Signal(_COUNT_BITS)  # its column
-        want_r = Signal(_COUNT_BITS)  # bottom row of the next window row
-        want_c = Signal(_COUNT_BITS)  # right column of the next window in the current row
+        # the next window's bottom row and right column, as offsets from the first window's: the
+        # counters reset to constants, and the configuration may change up to the clear cycle
+        off_r = Signal(_COUNT_BITS)
+        off_c = Signal(_COUNT_BITS)
         span_h1 = Signal(8)  # span - 1: the bottom-right tap of the first window
         span_w1 = Signal(8)
         m.d.comb += [
             span_h1.eq((self.block_h - 1) * self.dil_h),
             span_w1.eq((self.block_w - 1) * self.dil_w),
         ]
+        want_r = span_h1 + off_r
+        want_c = span_w1 + off_c
         ended = r >= self.rows
         match = (r == want_r) & (c == want_c)
         m.d.comb += self.done.eq(self.step & ~self.clear & ~ended & match)
 
         with m.If(self.clear):
-            m.d.sync += [
-                r.eq(0),
-                c.eq(0),
-                want_r.eq(span_h1),
-                want_c.eq(span_w1),
-                self.overrun.eq(0),
-            ]
+            m.d.sync += [r.eq(0), c.eq(0), off_r.eq(0), off_c.eq(0), self.overrun.eq(0)]
         with m.Elif(self.step & ended):
             m.d.sync += self.overrun.eq(1)
         with m.Elif(self.step):
             with m.If(match):
-                m.d.sync += want_c.eq(want_c + self.stride_w)
+                m.d.sync += off_c.eq(off_c + self.stride_w)
             with m.If(c == self.cols - 1):  # last word of a row (later assignments win)
-                m.d.sync += [c.eq(0), want_c.eq(span_w1), r.eq(r + 1)]
+                m.d.sync += [c.eq(0), off_c.eq(0), r.eq(r + 1)]
                 with m.If(r == want_r):
-                    m.d.sync += want_r.eq(want_r + self.stride_h)
+                    m.d.sync += off_r.eq(off_r + self.stride_h)
             with m.Else():
                 m.d.sync += c.eq(c + 1)
         return m

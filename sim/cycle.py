@@ -31,7 +31,16 @@ from nfc.errors import NfcError
 from nfc.sim.events import Events
 from nfc.sim.functional import ProgramRun, run_pass, start_run
 
-__all__ = ["ContractError", "PassTiming", "SimResult", "beat_times", "time_pass", "time_program", "simulate"]
+__all__ = [
+    "ContractError",
+    "PassTiming",
+    "SimResult",
+    "beat_times",
+    "time_pass",
+    "time_steps",
+    "time_program",
+    "simulate",
+]
 
 
 class ContractError(NfcError):
@@ -52,7 +61,10 @@ class PassTiming:
     """The cycle model's account of one pass.
 
     ``cycles`` = ``config_cycles`` + ``stream_cycles`` (first to last beat) + ``drain_cycles``
-    (pipeline fill and drain after the last beat). ``memory_stall_cycles``: cycles between the
+    (pipeline fill and drain after the last beat). ``config_cycles`` is the part of the pass's
+    configuration that is not hidden: ``hidden_config_cycles`` of it went over the bus while the
+    previous pass streamed (docs/architecture.md §13 item 1), and the two add up to the pass's
+    configuration words times ``config_bus.cycles_per_word``. ``memory_stall_cycles``: cycles between the
     first and the last beat on which no beat fired because the pass's memory share (its beat
     rate) was exhausted. ``busy``: per operator (``conv:<tile>``, ``map:<tile>``, ``alu:<tile>``),
     cycles on which it accepted a word.
@@ -72,6 +84,13 @@ class PassTiming:
     events: Events
     busy: dict[str, int]
     estimate: int  # the compiler's analytical estimate, for comparison only
+    hidden_config_cycles: int = 0
+
+    @property
+    def streaming_cycles(self) -> int:
+        """Cycles from the pass's first streaming cycle to its end: how long the next pass's
+        configuration can go over the bus behind it."""
+        return self.cycles - self.config_cycles
 
 
 @dataclass
@@ -121,8 +140,13 @@ def _window_ends(oh: int, ow: int, cols: int, span: tuple[int, int], stride: tup
     return (y[:, None] * cols + x[None, :]).reshape(-1)
 
 
-def time_pass(lp: LoadedPass, arch: ArchConfig) -> PassTiming:
-    """The timing of one pass (``docs/architecture.md`` §13)."""
+def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
+    """The timing of one pass (``docs/architecture.md`` §13).
+
+    ``behind``: cycles the previous pass streamed while this pass's configuration words could go
+    over the bus (its :attr:`PassTiming.streaming_cycles`; 0 for the first pass of a program and
+    after a host step). That much of the configuration is hidden, and every time in the pass moves
+    earlier by it; :func:`time_steps` chains the passes of a program."""
     p: DecodedPass = lp.decoded
     h = arch.tile.router_latency
     lat = arch.memory.latency_cycles
@@ -254,8 +278,9 @@ def time_pass(lp: LoadedPass, arch: ArchConfig) -> PassTiming:
             end = max(end, int(t_out.max()) + n_hops * h + WRITE_LATENCY + 1)
     last_beat = int(beats[-1]) if beats.size else config - 1
     stream = last_beat + 1 - config
+    hidden = min(config, max(0, behind))
     events = Events(
-        cycles=end,
+        cycles=end - hidden,
         macs=macs,
         mapper_ops=mapper_ops,
         alu_ops=alu_ops,
@@ -269,8 +294,8 @@ def time_pass(lp: LoadedPass, arch: ArchConfig) -> PassTiming:
         index=p.index,
         kind=p.kind,
         layers=lp.layers,
-        cycles=end,
-        config_cycles=config,
+        cycles=end - hidden,
+        config_cycles=config - hidden,
         stream_cycles=stream,
         drain_cycles=end - config - stream,
         memory_stall_cycles=stream - p.beats,
@@ -280,7 +305,32 @@ def time_pass(lp: LoadedPass, arch: ArchConfig) -> PassTiming:
         events=events,
         busy=busy,
         estimate=int(lp.estimate.get("total", 0)),
+        hidden_config_cycles=hidden,
     )
+
+
+def time_steps(
+    steps, arch: ArchConfig, progress: Callable[[int, int], None] | None = None, run=None
+) -> list[PassTiming]:
+    """The timing of every pass of ``steps`` (a program's passes and host steps, in order), each pass
+    configured behind the one before it unless a host step comes between them (the control
+    processor runs the host step first, then sends the next pass). ``run(step)``, if given, is
+    called for every step (the functional executor, for :func:`simulate`)."""
+    out: list[PassTiming] = []
+    behind = 0
+    total = len(steps)
+    for i, step in enumerate(steps):
+        if run is not None:
+            run(step)
+        if isinstance(step, HostStep):
+            behind = 0
+        else:
+            t = time_pass(step, arch, behind)
+            out.append(t)
+            behind = t.streaming_cycles
+        if progress is not None:
+            progress(i + 1, total)
+    return out
 
 
 def time_program(
@@ -290,13 +340,7 @@ def time_program(
     cycles do not depend on the data (``simulate`` gives the same timings with the outputs)."""
     prog = as_loaded(program)
     _check_target(prog, arch)
-    out = []
-    passes = [s for s in prog.steps if not isinstance(s, HostStep)]
-    for i, step in enumerate(passes):
-        out.append(time_pass(step, arch))
-        if progress is not None:
-            progress(i + 1, len(passes))
-    return out
+    return time_steps(prog.steps, arch, progress)
 
 
 def _check_target(prog: LoadedProgram, arch: ArchConfig) -> None:
@@ -319,15 +363,6 @@ def simulate(
     prog = as_loaded(program)
     _check_target(prog, arch)
     state = start_run(prog, lowered, inputs)
-    timings: list[PassTiming] = []
-    hosts: list[HostStep] = []
-    total = len(prog.steps)
-    for i, step in enumerate(prog.steps):
-        run_pass(state, step)
-        if isinstance(step, HostStep):
-            hosts.append(step)
-        else:
-            timings.append(time_pass(step, arch))
-        if progress is not None:
-            progress(i + 1, total)
+    timings = time_steps(prog.steps, arch, progress, run=lambda step: run_pass(state, step))
+    hosts = [s for s in prog.steps if isinstance(s, HostStep)]
     return SimResult(state.finish(), timings, hosts, arch)

@@ -69,6 +69,7 @@ def pass_row(p: PassTiming) -> dict[str, Any]:
         "layers": list(p.layers),
         "cycles": p.cycles,
         "config_cycles": p.config_cycles,
+        "hidden_config_cycles": p.hidden_config_cycles,
         "stream_cycles": p.stream_cycles,
         "drain_cycles": p.drain_cycles,
         "memory_stall_cycles": p.memory_stall_cycles,
@@ -250,6 +251,7 @@ def build_sim_report(
             "host_steps": len(hosts),
             "cycles": cycles,
             "config_cycles": config_cycles,
+            "hidden_config_cycles": sum(p.hidden_config_cycles for p in passes),
             "stream_cycles": sum(p.stream_cycles for p in passes),
             "drain_cycles": sum(p.drain_cycles for p in passes),
             "beats": sum(p.beats for p in passes),
@@ -368,7 +370,8 @@ def format_sim_report(rep: dict, max_passes: int = 0) -> str:
     out.append(
         f"       stalls: memory {si(st['memory'])} cycles ({100 * _ratio(st['memory'], cyc):.1f}%), "
         f"back-pressure {si(st['backpressure'])}, configuration {si(st['configuration'])} "
-        f"({100 * _ratio(st['configuration'], cyc):.1f}%); drain {si(t['drain_cycles'])}"
+        f"({100 * _ratio(st['configuration'], cyc):.1f}%, {si(t['hidden_config_cycles'])} more hidden behind "
+        f"streaming); drain {si(t['drain_cycles'])}"
     )
     out.append(
         f"       DRAM {si(t['dram_bytes_read'])}B read, {si(t['dram_bytes_written'])}B written per frame; "

@@ -15,6 +15,7 @@ import pytest
 from nfc.arch import load_target
 from nfc.compiler.driver import compile_graph
 from nfc.compiler.fixed import run_fixed
+from nfc.compiler.program import HostStep
 from nfc.frontends.onnx import import_onnx
 from nfc.sim.cycle import beat_times, simulate
 from nfc.sim.events import Events
@@ -37,10 +38,19 @@ def check_run(arch, result, sim, x) -> None:
         bad = int(np.count_nonzero(words != sim.run.words[name]))
         assert bad == 0, f"{name}: {bad} of {words.size} words differ"
     m = arch.memory
+    behind = {}  # pass index -> streaming cycles of the pass configured before it
+    steps = result.program.steps
+    for prev, step in zip(steps, steps[1:], strict=False):
+        if not isinstance(prev, HostStep) and not isinstance(step, HostStep):
+            behind[step.index] = prev.index
+    timing = {p.index: p for p in sim.passes}
     for p in sim.passes:
         ev = p.events
         assert p.cycles == p.config_cycles + p.stream_cycles + p.drain_cycles
-        assert p.config_cycles == ev.config_words * arch.config_bus.cycles_per_word
+        assert p.config_cycles + p.hidden_config_cycles == ev.config_words * arch.config_bus.cycles_per_word
+        # configuration goes over the bus behind the previous pass, never across a host step
+        prev = timing[behind[p.index]].streaming_cycles if p.index in behind else 0
+        assert p.hidden_config_cycles == min(prev, ev.config_words * arch.config_bus.cycles_per_word)
         assert p.stream_cycles >= p.beats and p.memory_stall_cycles == p.stream_cycles - p.beats
         # peak MACs: no pass finishes its useful work faster than all MAC units at once
         assert p.cycles >= math.ceil(p.useful_macs / arch.macs)

@@ -35,7 +35,10 @@ def _expected_codes(arch, s) -> tuple[dict[tuple[int, int], int], int]:
     return links, code
 
 
-def _run(arch, passes: list[LoadedPass], extra: list[int] | None = None, seed: int = 0):
+def _run(arch, passes: list[LoadedPass], seed: int = 0):
+    """Send every pass's words with random gaps on the bus and commit it, on the cycle its GO is
+    taken (even passes) or a few cycles later (odd passes, as behind a streaming pass). Returns per
+    pass the outputs just before its commit (still the previous pass's) and just after."""
     dut = ConfigDecoder(arch)
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -43,8 +46,9 @@ def _run(arch, passes: list[LoadedPass], extra: list[int] | None = None, seed: i
     seen = []
 
     async def bench(ctx):
-        for lp in passes:
-            for w in list(lp.words) + (extra or []):
+        for k, lp in enumerate(passes):
+            at_go = k % 2 == 0
+            for i, w in enumerate(lp.words):
                 while rng.random() < 0.3:  # a gap on the bus
                     ctx.set(dut.word.valid, 0)
                     ctx.set(dut.accept, 1)
@@ -52,10 +56,21 @@ def _run(arch, passes: list[LoadedPass], extra: list[int] | None = None, seed: i
                 ctx.set(dut.word.payload, w)
                 ctx.set(dut.word.valid, 1)
                 ctx.set(dut.accept, 1)
+                last = i == len(lp.words) - 1
+                if last:
+                    before = _snapshot(ctx, dut, arch)
+                ctx.set(dut.commit, int(last and at_go))
                 await ctx.tick()
             ctx.set(dut.word.valid, 0)
-            await ctx.tick()
-            seen.append(_snapshot(ctx, dut, arch))
+            ctx.set(dut.commit, 0)
+            if not at_go:
+                for _ in range(rng.randrange(1, 4)):
+                    await ctx.tick()
+                before = _snapshot(ctx, dut, arch)
+                ctx.set(dut.commit, 1)
+                await ctx.tick()
+                ctx.set(dut.commit, 0)
+            seen.append((before, _snapshot(ctx, dut, arch)))
 
     sim.add_testbench(bench)
     sim.run()
@@ -152,8 +167,15 @@ def test_decoder_matches_software_decoder(tmp_path, net):
     prog = as_loaded(compile_graph(build_net(net, tmp_path), arch, "nfc").program)
     passes = [s for s in prog.steps if isinstance(s, LoadedPass)]
     assert passes
-    for lp, got in zip(passes, _run(arch, passes), strict=True):
+    seen = _run(arch, passes)
+    for k, (lp, (before, got)) in enumerate(zip(passes, seen, strict=True)):
         _check_pass(arch, lp, got)
+        # the next pass's words never show before its commit: the outputs hold the pass before
+        if k:
+            held = {f: v for f, v in before.items() if f != "error"}  # error: the words being decoded
+            assert held == {f: v for f, v in seen[k - 1][1].items() if f != "error"}, (
+                f"pass {lp.index}: the outputs changed before its commit"
+            )
 
 
 def test_decoder_flags_bad_words(tmp_path):
@@ -163,5 +185,5 @@ def test_decoder_flags_bad_words(tmp_path):
     # a route between tiles 0 and 3 of a 2x2 grid: not neighbours
     bad = list(lp.words[:-1]) + [word("ROUTE", 0, 3, 0, 0), lp.words[-1]]
     lp_bad = LoadedPass(lp.index, lp.kind, lp.layers, lp.macs, lp.estimate, tuple(bad), lp.decoded)
-    assert _run(arch, [lp_bad])[0]["error"] == 1
+    assert _run(arch, [lp_bad])[0][1]["error"] == 1
     assert port_tiles(arch) == (0, 1, 3, 2)

@@ -139,7 +139,12 @@ def check_program(arch, result) -> None:
             assert rate * reads <= _words_per_cycle(arch, m.read_gbytes_per_s)
             assert rate * writes <= _words_per_cycle(arch, m.write_gbytes_per_s)
         assert p.estimate["total"] == p.estimate["config"] + p.estimate["latency"] + p.estimate["stream"]
-        assert p.estimate["config"] == len(p.config_words) * arch.config_bus.cycles_per_word
+        C = len(p.config_words) * arch.config_bus.cycles_per_word
+        assert p.estimate["config"] + p.estimate["hidden"] == C
+        # configured behind the pass before it (its estimated streaming), unless a host step is between
+        prev = prog.steps[p.index - 1] if p.index else None
+        behind = prev.estimate["latency"] + prev.estimate["stream"] if isinstance(prev, Pass) else 0
+        assert p.estimate["hidden"] == min(C, behind)
     # -- memory: buffers sharing words are never live together ---------------------------------------
     infos = [b for b in prog.buffers if b.kind != "view"]
     touched: dict[str, list[int]] = {}
