@@ -62,7 +62,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from nfc.compiler.decode import DecodedPass, decode_pass, format_fields, split_word
-from nfc.compiler.program import PROGRAM_VERSION, BufferInfo, HostStep, Pass, Program
+from nfc.compiler.program import PROGRAM_VERSION, BufferInfo, HostStep, LazyPass, Pass, Program
 from nfc.errors import NfcError
 from nfc.files import atomic_write, atomic_write_with
 from nfc.text import table
@@ -202,7 +202,8 @@ _PASS_HEAD = struct.Struct("<BI").pack  # step type, pass index
 
 class _FastPasses:
     """Writes passes as :class:`_Writer` does, faster: the strings a program repeats (pass kinds,
-    layer names, estimate keys) are encoded once, and each pass becomes one bytes object.
+    layer names, estimate keys) are encoded once, each pass becomes one bytes object, and the words
+    of a :class:`~nfc.compiler.program.LazyPass` go from its array without a tuple being made.
 
     :meth:`bytes` returns None when a field is not a plain value it handles (not exactly an
     ``int``/``str``/``tuple``/``dict``, or out of range); the caller then writes that pass with the
@@ -239,7 +240,7 @@ class _FastPasses:
         return out
 
     def bytes(self, step: Pass) -> bytes | None:
-        index, macs, est, words = step.index, step.macs, step.estimate, step.config_words
+        index, macs, est = step.index, step.macs, step.estimate
         if not (type(index) is int and 0 <= index < 1 << 32 and type(macs) is int and 0 <= macs < 1 << 64):
             return None
         kind = self._str(step.kind)
@@ -263,8 +264,12 @@ class _FastPasses:
             if type(value) is not int or not 0 <= value < 1 << 64:
                 return None
             parts += (name, _U64(value))
+        packed = step.packed_words() if isinstance(step, LazyPass) else None
+        if packed is not None:  # the words still in the scheduler's array: no tuple made
+            parts += (_U32(len(packed) // 8), packed)
+            return b"".join(parts)
         try:
-            packed = array("Q", words)
+            packed = array("Q", step.config_words)
         except (OverflowError, TypeError):
             return None
         if sys.byteorder != "little":

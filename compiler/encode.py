@@ -57,6 +57,7 @@ __all__ = [
     "ALU_OPS",
     "ROLE_CODES",
     "stream_words",
+    "origin_word",
     "conv_head",
     "conv_head_words",
     "weight_words",
@@ -187,7 +188,7 @@ def _stream_words_but_address(
         0,
         word("PORT_MAP", arg=_pair(map_shape[0], map_shape[1])),
         word("PORT_WIN", arg=_pair(rows, cols)),
-        word("PORT_ORG", arg=_spair(r0, c0)),
+        origin_word(r0, c0),
     ]
     if any(pads) or pad_value:
         pad = (_u(pads[3], 16) << 16) | _i(pad_value, 16)
@@ -196,6 +197,11 @@ def _stream_words_but_address(
     for a, b in zip(route, route[1:], strict=False):
         out.append(word("ROUTE", a, b, 1 if a in taps else 0, i))
     return tuple(out)
+
+
+def origin_word(r0: int, c0: int) -> int:
+    """The PORT_ORG word of a region whose origin is ``(r0, c0)``."""
+    return word("PORT_ORG", arg=_spair(r0, c0))
 
 
 def weight_words(tile: int, kernel: tuple[int, ...]) -> list[int]:

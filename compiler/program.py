@@ -17,7 +17,8 @@ same description without a border, with ``step`` for strided (phase) writes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 
 __all__ = [
     "Region",
@@ -27,6 +28,7 @@ __all__ = [
     "AluUnit",
     "PoolUnit",
     "Pass",
+    "LazyPass",
     "HostStep",
     "BufferInfo",
     "Program",
@@ -188,6 +190,123 @@ class Pass:
     macs: int = 0  # useful MACs of the network computed in this pass
     estimate: dict = field(default_factory=dict)
     pools: tuple[PoolUnit, ...] = ()
+
+
+#: The fields of a :class:`LazyPass` that ``build()`` makes.
+_BUILT = ("convs", "maps", "alus", "streams", "routes", "pools")
+_WORDS = Pass.__dict__["config_words"]  # the slot holding a pass's configuration words
+
+
+def _built(name: str) -> property:
+    """A property over :class:`Pass`'s slot ``name`` that builds the pass's units when the slot is
+    still empty; its setter fills the slot (``Pass.__init__``, ``dataclasses.replace``, unpickling)."""
+    slot = Pass.__dict__[name]
+
+    def get(self: LazyPass):
+        try:
+            return slot.__get__(self)
+        except AttributeError:  # not built yet
+            self._build_units()
+            return slot.__get__(self)
+
+    return property(get, slot.__set__, doc=f"``Pass.{name}``, built when first read.")
+
+
+def _config_words(self: LazyPass) -> tuple[int, ...]:
+    """``LazyPass.config_words``: the tuple, made from the array when first read."""
+    try:
+        return _WORDS.__get__(self)
+    except AttributeError:  # still only the array
+        words = tuple(self._words.tolist())
+        _WORDS.__set__(self, words)
+        return words
+
+
+class LazyPass(Pass):
+    """A :class:`Pass` made in bulk, whose big fields are made when first read: its units, streams
+    and chain routes (``convs``, ``maps``, ``alus``, ``streams``, ``routes``, ``pools``) by
+    ``build(index, source)``, which returns the same pass as a plain :class:`Pass`, and the tuple of
+    its ``config_words`` from the int64 numpy array ``words``. The other fields are set at once.
+
+    The scheduler emits these for the bulk of a large network's passes: the program file (see
+    :meth:`packed_words`), the cycle model (which reads the file's words) and the compile's
+    estimate need none of the big fields, and making millions of frozen units and word objects
+    nobody reads cost most of a large compile. It equals the plain pass it stands for.
+    """
+
+    __slots__ = ("_build", "_source", "_words")
+
+    @staticmethod
+    def of(
+        build: Callable[[int, object], Pass],
+        source: object,
+        words,
+        index: int,
+        kind: str,
+        layers: tuple[str, ...],
+        links: tuple[tuple[int, int], ...],
+        rate: tuple[int, int],
+        beats: int,
+        macs: int,
+        estimate: dict,
+    ) -> LazyPass:
+        """A lazy pass; ``build(index, source)`` makes it as a plain pass (one ``build`` serves many
+        passes); ``words``: its configuration words, a 1-D int64 numpy array (non-negative)."""
+        # the slots are set through their descriptors, as the frozen dataclass's object.__setattr__
+        # would, in half the time (a large network has hundreds of thousands of these)
+        p = _new(LazyPass)
+        _set_build(p, build)
+        _set_source(p, source)
+        _set_words(p, words)
+        _set_index(p, index)
+        _set_kind(p, kind)
+        _set_layers(p, layers)
+        _set_links(p, links)
+        _set_rate(p, rate)
+        _set_beats(p, beats)
+        _set_macs(p, macs)
+        _set_estimate(p, estimate)
+        return p
+
+    def _build_units(self) -> None:
+        built = self._build(self.index, self._source)
+        for name in _BUILT:
+            object.__setattr__(self, name, getattr(built, name))
+        object.__setattr__(self, "_build", None)
+        object.__setattr__(self, "_source", None)
+
+    def packed_words(self) -> bytes | None:
+        """The configuration words as little-endian unsigned 64-bit integers, straight from the
+        array (the program writer's fast path); None once ``config_words`` is a tuple (read or set)."""
+        try:
+            _WORDS.__get__(self)
+            return None
+        except AttributeError:
+            return self._words.astype("<u8").tobytes()
+
+    def __eq__(self, other: object) -> bool:
+        # the dataclass's __eq__ wants the same class; a lazy pass equals the plain pass it stands for
+        if not isinstance(other, Pass):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(Pass))
+
+    __hash__ = Pass.__hash__
+
+
+for _name in _BUILT:
+    setattr(LazyPass, _name, _built(_name))
+del _name
+_new = object.__new__
+_set_build, _set_source, _set_words = (
+    LazyPass.__dict__[name].__set__ for name in ("_build", "_source", "_words")
+)
+_set_index, _set_kind, _set_layers, _set_links, _set_rate, _set_beats, _set_macs, _set_estimate = (
+    Pass.__dict__[name].__set__
+    for name in ("index", "kind", "layers", "links", "rate", "beats", "macs", "estimate")
+)
+LazyPass.config_words = property(
+    _config_words, _WORDS.__set__, doc="``Pass.config_words``, made when first read."
+)
 
 
 @dataclass(frozen=True, slots=True)

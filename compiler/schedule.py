@@ -31,13 +31,26 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import NamedTuple
 
 import networkx as nx
 import numpy as np
 
 from nfc.arch import ArchConfig
 from nfc.compiler.analysis import node_ops
-from nfc.compiler.encode import pass_words, stream_words, weight_bodies
+from nfc.compiler.encode import (
+    conv_head,
+    conv_head_words,
+    map_words,
+    origin_word,
+    pass_word,
+    pass_words,
+    stream_words,
+    tail_words,
+    weight_bodies,
+    weight_head,
+    word,
+)
 from nfc.compiler.grid import ConvLayer, CopyLayer, EltwiseLayer, HostLayer, Lowered, MapLayer
 from nfc.compiler.program import (
     PROGRAM_VERSION,
@@ -45,6 +58,7 @@ from nfc.compiler.program import (
     BufferInfo,
     ConvUnit,
     HostStep,
+    LazyPass,
     MapUnit,
     Pass,
     PoolUnit,
@@ -149,9 +163,9 @@ class _Router:
 # ---------------------------------------------------------------------------------------------------
 # work items
 # ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Segment:
-    """Terms ``slots`` of the chain of output map ``o`` of ``layer``, in one pass, on strip ``strip``."""
+class _Segment(NamedTuple):
+    """Terms ``slots`` of the chain of output map ``o`` of ``layer``, in one pass, on strip ``strip``.
+    (A named tuple: a large network has hundreds of thousands, and it makes them fastest.)"""
 
     layer: ConvLayer
     o: int
@@ -248,26 +262,51 @@ class _Terms:
     (the flattened kernel, a list), ``nonzero[o][t]`` (its non-zero weights) and ``bodies[o][t]``
     (its CONV_W words without the tile's head, see ``encode.weight_bodies``; ``None`` when some
     weight of the layer does not fit a word, and then the kernels are encoded one by one).
+    ``offset_free``: every term's offset is (0, 0). The ``*_array`` attributes are the same as
+    int64 arrays (``None`` where the list is), for the pass templates (:class:`_ConvTemplate`); the
+    lists of kernels, non-zero counts and bodies are made per output map when first read
+    (:class:`_Rows`).
     """
 
     def __init__(self, layer: ConvLayer):
-        self.channels = _ints(layer.channels).tolist()
+        self.channel_array = _ints(layer.channels)
+        self.channels = self.channel_array.tolist()
         self.bias = _ints(layer.bias).tolist()
-        offsets = _ints(layer.offsets)
-        if offsets.any():
+        offsets = self.offset_array = _ints(layer.offsets)
+        self.offset_free = not offsets.any()
+        if not self.offset_free:
             self.offsets = [[(a, b) for a, b in row] for row in offsets.tolist()]
         else:  # one shared (0, 0) (most layers: kernels that fit one block)
             zero = (0, 0)
             self.offsets = [[zero] * offsets.shape[1]] * offsets.shape[0]
         self.kernels = self.nonzero = self.bodies = None
+        self.nonzero_array = self.body_array = None
         if layer.mode == "mac":
             k = layer.kernels
             flat = k.reshape(k.shape[0], k.shape[1], math.prod(k.shape[2:]))
-            self.kernels = flat.tolist()
-            self.nonzero = np.count_nonzero(flat, axis=2).tolist()
+            self.kernels = _Rows(flat)
+            self.nonzero_array = np.count_nonzero(flat, axis=2).astype(np.int64)
+            self.nonzero = _Rows(self.nonzero_array)
             if np.issubdtype(flat.dtype, np.integer):
-                bodies = weight_bodies(flat)
-                self.bodies = bodies.tolist() if bodies is not None else None
+                self.body_array = weight_bodies(flat)
+                self.bodies = _Rows(self.body_array) if self.body_array is not None else None
+
+
+class _Rows:
+    """``array[o].tolist()`` for each ``o`` asked for, made once: the lists of a whole layer cost more
+    than the passes built one by one read, most passes of a layer being made from templates."""
+
+    __slots__ = ("array", "rows")
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+        self.rows: dict[int, list] = {}
+
+    def __getitem__(self, o: int) -> list:
+        row = self.rows.get(o)
+        if row is None:
+            row = self.rows[o] = self.array[o].tolist()
+        return row
 
 
 def _ints(a: np.ndarray) -> np.ndarray:
@@ -369,7 +408,8 @@ def _conv_segments(
     n_ports = arch.io.ports
     passes: list[list[_Segment]] = []
     O = layer.out_shape[0]
-    longest = max(len(_slots(layer, o)) for o in range(O))
+    chains = [_slots(layer, o) for o in range(O)]
+    longest = max(map(len, chains))
     if n_ports < 2:
         raise SchedulingError(
             f"layer {layer.name!r}: a pass needs a read and a write port; the target has io.ports = {n_ports}"
@@ -383,8 +423,7 @@ def _conv_segments(
     for strip in _strips(layer, arch):
         if ctx.policy == "luaflow":
             per = max(1, min(n_conv, reads - 1))
-            for o in range(O):
-                slots = _slots(layer, o)
+            for o, slots in enumerate(chains):
                 for j in range(0, len(slots), per):
                     seg = slots[j : j + per]
                     passes.append([_Segment(layer, o, seg, j > 0, j + per >= len(slots), strip)])
@@ -398,14 +437,14 @@ def _conv_segments(
                 passes.append(cur)
             cur, free_c, free_r, free_w, free_p = [], n_conv, reads, writes, n_ports
 
-        for o in range(O):
-            slots = _slots(layer, o)
+        extra = 1 if pool is not None and not unit else 0
+        for o, slots in enumerate(chains):
+            n = len(slots)
             j = 0
-            while j < len(slots):
+            while j < n:
                 psum = j > 0
-                extra = 1 if pool is not None and not unit else 0
                 if (
-                    len(slots) == 1
+                    n == 1
                     and cur
                     and not extra
                     and min(free_w, free_c, free_p) >= 1
@@ -424,8 +463,8 @@ def _conv_segments(
                         )
                     flush()
                     continue
-                k = min(free_c, free_r - psum, free_p - psum - 1, len(slots) - j)
-                final = j + k == len(slots)
+                k = min(free_c, free_r - psum, free_p - psum - 1, n - j)
+                final = j + k == n
                 if final and extra and k + 1 > free_c:
                     if k > 1:
                         k -= 1
@@ -443,6 +482,8 @@ def _conv_segments(
                 free_w -= 1
                 free_p -= k + psum + 1
                 j += k
+                if free_w < 1 or free_c < 1 or free_p < 1:
+                    flush()  # no segment fits any more, shared or not: what the next step would do
         flush()
     return passes
 
@@ -531,7 +572,7 @@ class _PassBuilder:
 
     __slots__ = (
         "ctx", "index", "kind", "router", "next_tile", "convs", "bodies", "maps", "alus", "pools", "streams",
-        "layers", "depth", "macs", "key", "record", "replay", "pos", "links_used", "chain_routes",
+        "layers", "depth", "macs", "key", "record", "replay", "pos", "links_used", "chain_routes", "sources",
     )  # fmt: skip
 
     def __init__(self, ctx: _Ctx, index: int, kind: str, key: tuple):
@@ -556,6 +597,7 @@ class _PassBuilder:
         self.pos = 0
         self.links_used = cached[1] if cached is not None else None
         self.chain_routes: list[tuple[int, ...]] = []
+        self.sources: list[tuple[int, int]] = []  # per stream: see stream()
 
     def _router(self) -> _Router:
         if self.router is None:
@@ -578,8 +620,19 @@ class _PassBuilder:
         return t
 
     def stream(
-        self, direction: str, role: str, region: Region, tile: int, words: int, sync: bool = False
+        self,
+        direction: str,
+        role: str,
+        region: Region,
+        tile: int,
+        words: int,
+        sync: bool = False,
+        source: tuple[int, int] = (-1, -1),
     ) -> int:
+        """Add a stream; returns its hops. ``source`` (conv passes): the segment of the pass whose
+        stream it is and, for a data read, the position of its term in the segment (else -1); the
+        pass templates (:class:`_ConvTemplate`) find the stream's channel in another pass by it."""
+        self.sources.append(source)
         if self.replay is not None:
             port, path = self._replayed()
         else:
@@ -705,6 +758,14 @@ def _map_unit(tile: int, layer: str, channel: int, pwl: PWL) -> MapUnit:
 
 
 def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
+    pb, beats, reads, writes = _conv_builder(ctx, index, segments)
+    return pb.finish(beats, reads, writes)
+
+
+def _conv_builder(
+    ctx: _Ctx, index: int, segments: list[_Segment]
+) -> tuple[_PassBuilder, int, list[int], list[int]]:
+    """The conv pass of ``segments``, placed and routed, and what :meth:`_PassBuilder.finish` takes."""
     arch = ctx.arch
     first = segments[0].layer
     unit = first.name in ctx.pool_units  # fused pooling on the pooling unit of the chain's last tile
@@ -720,13 +781,13 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
     shared_stream = -1
     # a segment whose read stream the next segment shares routes its write after that stream has
     # gone on to the next tile (the write must not take the link the stream needs)
-    pending: list[tuple[Region, int, int]] = []
+    pending: list[tuple[Region, int, int, bool, tuple[int, int]]] = []
 
-    def write(region: Region, tile: int, n_words: int, defer: bool) -> None:
+    def write(region: Region, tile: int, n_words: int, defer: bool, k: int) -> None:
         if defer:
-            pending.append((region, tile, n_words))
+            pending.append((region, tile, n_words, False, (k, -1)))
         else:
-            pb.stream("write", "out", region, tile, n_words)
+            pb.stream("write", "out", region, tile, n_words, source=(k, -1))
         writes.append(n_words)
 
     for k, seg in enumerate(segments):
@@ -771,7 +832,7 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
             if seg.shared and shared_stream >= 0:  # the previous segment's stream goes on to this tile
                 data_hops = pb.extend(shared_stream, t)
             else:
-                data_hops = pb.stream("read", "data", region, t, words)
+                data_hops = pb.stream("read", "data", region, t, words, source=(k, i))
                 reads.append(words)
                 shared_stream = len(pb.streams) - 1
             delay = i * (CONV_LATENCY + (hops[i - 1] * hop if i else 0))
@@ -827,7 +888,7 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
         if seg.psum_in:
             psum_buf = ctx.psum_buffers[layer.name]
             region = ctx.region(psum_buf, o, 0, x0, OH, x1 - x0)
-            pb.stream("read", "psum", region, tiles[0], out_words, sync=True)
+            pb.stream("read", "psum", region, tiles[0], out_words, sync=True, source=(k, -1))
             reads.append(out_words)
         if seg.final and layer.act:
             pwl = layer.act[o]
@@ -855,7 +916,7 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
                 )
             )
             out_region = Region(ctx.pooled.get(layer.name, pool.dst), seg.o, 0, 0, POH, POW)
-            write(out_region, tiles[-1], POH * POW, defer)
+            write(out_region, tiles[-1], POH * POW, defer, k)
             depth += POOL_LATENCY
         elif seg.pool is not None:
             pool = seg.pool
@@ -894,15 +955,240 @@ def _conv_pass(ctx: _Ctx, index: int, segments: list[_Segment]) -> Pass:
                 pb.maps.append(_map_unit(pool_tile, pool.name, o, pwl))
                 depth += MAP_LATENCY
             out_region = ctx.region(pool.dst, o, 0, 0, POH, POW)
-            pb.stream("write", "out", out_region, pool_tile, POH * POW)
+            pb.stream("write", "out", out_region, pool_tile, POH * POW, source=(k, -1))
             writes.append(POH * POW)
             depth += CONV_LATENCY + hop * hops[-1]
         else:
             dst = layer.dst if seg.final else ctx.psum_buffers[layer.name]
             out_region = ctx.region(dst, o, 0, x0, OH, x1 - x0)
-            write(out_region, tiles[-1], out_words, defer)
+            write(out_region, tiles[-1], out_words, defer, k)
         pb.depth = max(pb.depth, depth + WRITE_LATENCY)
-    return pb.finish(beats, reads, writes)
+    return pb, beats, reads, writes
+
+
+class _ConvLayerPasses:
+    """The passes of one conv layer, group by group: the first pass of each shape (:meth:`key`) is
+    built by :func:`_conv_pass` and becomes the shape's :class:`_ConvTemplate`; the later passes of
+    the shape take a place in the step list that :meth:`fill` fills, all at once per shape, with
+    :class:`~nfc.compiler.program.LazyPass` es."""
+
+    def __init__(self, ctx: _Ctx, layer: ConvLayer):
+        self.ctx = ctx
+        self.layer = layer.name
+        terms = ctx.terms_of(layer)
+        # layers the templates do not cover: kernels without precomputed words
+        self.covered = terms.body_array is not None
+        self.templates: dict[tuple, _ConvTemplate | None] = {}
+        # key of a template -> the step indices and groups of the passes waiting for fill()
+        self.waiting: dict[tuple, tuple[list[int], list[list[_Segment]]]] = {}
+
+    @staticmethod
+    def key(group: list[_Segment]) -> tuple:
+        """What a conv pass of ``group`` shares with every other pass of its layer that has the same
+        key: placement, routes, streams but for their channels, units but for their kernels and
+        biases (see :class:`_ConvTemplate`); the templates do not cover fused pooling."""
+        return tuple(
+            [
+                (len(seg.slots), seg.psum_in, seg.final, seg.shared, seg.strip, seg.pool is None)
+                for seg in group
+            ]
+        )
+
+    def add(self, steps: list, group: list[_Segment]) -> None:
+        """Append the steps of ``group`` to ``steps`` (None: a place :meth:`fill` fills)."""
+        index = len(steps)
+        if not self.covered:
+            steps += _split_build(self.ctx, index, _conv_pass, group, self.layer)
+            return
+        key = self.key(group)
+        waiting = self.waiting.get(key)
+        if waiting is not None:
+            waiting[0].append(index)
+            waiting[1].append(group)
+            steps.append(None)
+            return
+        passes = _split_build(self.ctx, index, _conv_pass, group, self.layer)
+        if key not in self.templates:
+            # a shape whose first pass had to be split keeps being built by _split_build
+            plain = len(passes) == 1 and all(seg.pool is None for seg in group)
+            self.templates[key] = _ConvTemplate(self.ctx, index, group) if plain else None
+            if plain:
+                self.waiting[key] = ([], [])
+        steps += passes
+
+    def fill(self, steps: list) -> None:
+        for key, (indices, groups) in self.waiting.items():
+            if indices:
+                for index, p in zip(
+                    indices, self.templates[key].passes(self.ctx, indices, groups), strict=True
+                ):
+                    steps[index] = p
+
+
+class _ConvTemplate:
+    """A conv pass of one shape of a layer (:meth:`_ConvLayerPasses.key`), from which the layer's other
+    passes of that shape are made in bulk: their configuration words as rows of one numpy array
+    (the mappers' words, whose number may differ by map, are added to each row), their MACs with
+    numpy, and their units on demand (:class:`~nfc.compiler.program.LazyPass`).
+
+    Between two passes of a shape only the PASS word's index, each stream's PORT_ADDR (the
+    channel it reads or writes), a data read's PORT_ORG when the layer's terms have offsets, each
+    convolver's CONV_W words (its kernel), the CONV_SHIFT word of a chain's first convolver (the
+    output map's bias) and the mappers' words (the output map's function) differ; the streams' other
+    words, the units' placement and links, the rate, beats and pipeline depth are the same. The
+    varying words are made as ``encode`` makes them (field ranges checked by its functions), so a
+    pass's words are ``encode.pass_words``'s (tests/test_compile_speed_equivalence.py holds the
+    passes equal to :func:`_conv_pass`'s).
+    """
+
+    def __init__(self, ctx: _Ctx, index: int, group: list[_Segment]):
+        pb, beats, reads, writes = _conv_builder(ctx, index, group)
+        p = pb.finish(beats, reads, writes)
+        layer = group[0].layer
+        terms = ctx.terms_of(layer)
+        self.kind, self.layers, self.links, self.rate, self.beats = p.kind, p.layers, p.links, p.rate, beats
+        self.depth = pb.depth
+        # the pass's words before its mappers' in pieces: a constant word, or what makes a column
+        # of words per pass: ("index",) the PASS word, ("address", buffer, segment, term or -1 for
+        # the segment's output map), ("origin", segment, term, (x0 * sw, dh, dw)) a data read's
+        # PORT_ORG, ("bias", segment, the CONV_SHIFT fields but the bias), or the columns of a
+        # kernel's CONV_W words ("kernel", segment, term, CONV_W head)
+        pieces: list = [("index",)]
+        self.out_words = [0] * len(group)  # per segment: the words of its output (its write stream)
+        for i, (st, (k, term)) in enumerate(zip(pb.streams, pb.sources, strict=True)):
+            words = ctx.words_of_stream(i, st)
+            pieces += [words[0], ("address", st.region.buffer, k, term), *words[2:4]]
+            if term >= 0 and not terms.offset_free:  # a data read: the region's origin has the term's offset
+                origin = (group[k].strip[0] * layer.stride[1], *layer.dilation)
+                pieces.append(("origin", k, term, origin))
+            else:
+                pieces.append(words[4])
+            pieces += words[5:]
+            if st.direction == "write":
+                self.out_words[k] = st.words
+        units = iter(pb.convs)
+        for k, seg in enumerate(group):
+            for i in range(len(seg.slots)):
+                u = next(units)
+                conv, link, shifts = conv_head(u)
+                pieces += [conv, link]
+                if u.psum_from == "bias":  # the chain's first convolver: the output map's bias
+                    fields = (u.tile, u.mode, u.block, u.stride, u.dilation, u.psum_from, u.to)
+                    pieces.append(("bias", k, fields + (u.delay, u.shift, u.act_tile, u.out_shift)))
+                else:
+                    pieces.append(shifts)
+                pieces.append(("kernel", k, i, weight_head(u.tile)))
+        # mappers: the segment whose output map's function each one applies, and its tile
+        maps = iter(pb.maps)
+        self.maps = [(k, next(maps).tile) for k, seg in enumerate(group) if seg.final and seg.layer.act]
+        self.tail = list(tail_words(self.rate, self.beats))
+        if not self.maps:  # the RATE and GO words end every row
+            pieces += self.tail
+        # the row of constant words (0 where a piece goes), and the first column of each piece
+        row: list[int] = []
+        self.varying: list[tuple[int, tuple]] = []
+        for piece in pieces:
+            if type(piece) is int:
+                row.append(piece)
+            else:
+                self.varying.append((len(row), piece))
+                row += [0] * (terms.body_array.shape[-1] if piece[0] == "kernel" else 1)
+        self.row = np.array(row, dtype=np.int64)
+
+    def passes(self, ctx: _Ctx, indices: list[int], groups: list[list[_Segment]]) -> list[LazyPass]:
+        """The passes of ``groups`` (groups with this template's key) as steps ``indices``."""
+        layer = groups[0][0].layer
+        terms = ctx.terms_of(layer)
+        n, n_segs = len(groups), len(groups[0])
+        index = np.array(indices, dtype=np.int64)
+        # per segment of the groups: its output map, and its terms
+        outs = np.fromiter((seg.o for group in groups for seg in group), np.int64, n * n_segs).reshape(
+            n, n_segs
+        )
+        slots = []
+        for k, seg in enumerate(groups[0]):
+            t = len(seg.slots)
+            terms_k = (slot for group in groups for slot in group[k].slots)
+            slots.append(np.fromiter(terms_k, np.int64, n * t).reshape(n, t))
+        rows = np.empty((n, len(self.row)), dtype=np.int64)
+        rows[:] = self.row
+        for j, piece in self.varying:
+            if piece[0] == "index":
+                pass_word(self.kind, int(index.max()))  # the largest index fits the PASS word
+                rows[:, j] = pass_word(self.kind, 0) | index
+            elif piece[0] == "address":
+                _, buffer, k, term = piece
+                channel = terms.channel_array[outs[:, k], slots[k][:, term]] if term >= 0 else outs[:, k]
+                rows[:, j] = _each(channel, lambda c, b=buffer: word("PORT_ADDR", arg=ctx.addresses[(b, c)]))
+            elif piece[0] == "origin":  # _conv_builder's region origin, r0 = dh * dy, c0 = x0 * sw + dw * dx
+                _, k, term, (c0, dh, dw) = piece
+                offset = terms.offset_array[outs[:, k], slots[k][:, term]]
+                rows[:, j] = _each(
+                    offset, lambda dy, dx, c0=c0, dh=dh, dw=dw: origin_word(dy * dh, c0 + dx * dw)
+                )
+            elif piece[0] == "bias":
+                _, k, fields = piece
+                rows[:, j] = _each(outs[:, k], lambda o, f=fields: conv_head_words(*f, terms.bias[o])[2])
+            else:
+                _, k, i, head = piece
+                body = terms.body_array[outs[:, k], slots[k][:, i]]
+                rows[:, j : j + body.shape[1]] = head | body
+        macs = sum(
+            self.out_words[k] * terms.nonzero_array[outs[:, k, None], slots[k]].sum(axis=1)
+            for k in range(outs.shape[1])
+        ).tolist()
+        if self.maps:
+            rows = [
+                np.concatenate((words, np.array(self._map_words(layer, group) + self.tail, dtype=np.int64)))
+                for group, words in zip(groups, rows, strict=True)
+            ]
+        # the estimates, by number of words (shared: _configure_behind makes each pass its own)
+        estimates: dict[int, dict] = {}
+        for words in rows if self.maps else rows[:1]:
+            if len(words) not in estimates:
+                estimates[len(words)] = _estimate(ctx.arch, len(words), self.beats, self.rate, self.depth)
+        kind, layers, links, rate, beats = self.kind, self.layers, self.links, self.rate, self.beats
+        build = functools.partial(_conv_pass, ctx)  # (index, group) -> the pass
+        return [
+            LazyPass.of(
+                build,
+                group,
+                words,
+                i,
+                kind,
+                layers,
+                links,
+                rate,
+                beats,
+                pass_macs,
+                estimates[len(words)],
+            )
+            for i, group, words, pass_macs in zip(indices, groups, rows, macs, strict=True)
+        ]
+
+    def _map_words(self, layer: ConvLayer, group: list[_Segment]) -> list[int]:
+        """The words of the pass's mappers (the functions of the segments' output maps)."""
+        words = []
+        for k, tile in self.maps:
+            o = group[k].o
+            words += map_words(_map_unit(tile, layer.name, o, layer.act[o]))
+        return words
+
+
+def _each(values: np.ndarray, make: Callable[..., int]) -> np.ndarray:
+    """``make(v)`` of each of ``values`` (made once per distinct value), as an int64 array;
+    ``make(*row)`` of each row when ``values`` is 2-D. 1-D ``values`` are small non-negative
+    integers (channels, output maps): a table indexed by value, without np.unique's sort."""
+    if values.ndim == 1:
+        present = np.zeros(int(values.max()) + 1, dtype=bool)
+        present[values] = True
+        table = np.zeros(len(present), dtype=np.int64)
+        distinct = np.flatnonzero(present)
+        table[distinct] = [make(v) for v in distinct.tolist()]
+        return table[values]
+    distinct, where = np.unique(values, axis=0, return_inverse=True)
+    made = [make(*row) for row in distinct.tolist()]
+    return np.array(made, dtype=np.int64)[where.reshape(-1)]
 
 
 def _limits(arch: ArchConfig) -> str:
@@ -1193,9 +1479,13 @@ def _schedule(low: Lowered, arch: ArchConfig, policy: str, progress: Callable[[s
         if progress is not None and total > 2000 and len(plan) > 200:
             progress(f"scheduling {layer.name}: {len(plan)} passes ({100 * done // total}% of the network)")
         if isinstance(layer, ConvLayer):
+            passes = _ConvLayerPasses(ctx, layer)
+            viewed = ctx.map_shapes.get(layer.src) != layer.view  # (see _viewed)
             for group in plan:
-                group = [_viewed(ctx, s) for s in group]
-                steps += _split_build(ctx, len(steps), _conv_pass, group, layer.name)
+                if viewed:
+                    group = [_viewed(ctx, s) for s in group]
+                passes.add(steps, group)
+            passes.fill(steps)
         elif isinstance(layer, MapLayer | EltwiseLayer | CopyLayer):
             build = {MapLayer: _map_pass, EltwiseLayer: _eltwise_pass, CopyLayer: _copy_pass}[type(layer)]
             for chans in plan:
@@ -1232,15 +1522,27 @@ def _configure_behind(steps: list) -> None:
     step comes between them (docs/architecture.md §13 item 1): in every pass's estimate, ``config``
     becomes the part that shows and ``hidden`` the rest."""
     behind = 0
+    # the passes made from one template share their estimate until here, and mostly follow each
+    # other: (id of an estimate, behind) -> (that estimate, kept so its id stays its own; the result)
+    made: dict[tuple[int, int], tuple[dict, dict]] = {}
     for s in steps:
         if isinstance(s, HostStep):
             behind = 0
             continue
         e = s.estimate
-        hidden = min(e["config"], behind)
-        est = dict(e, config=e["config"] - hidden, hidden=hidden, total=e["total"] - hidden)
-        object.__setattr__(s, "estimate", est)  # a Pass is frozen; this is its construction
+        key = (id(e), behind)
+        hit = made.get(key)
+        if hit is None:
+            hidden = min(e["config"], behind)
+            est = dict(e, config=e["config"] - hidden, hidden=hidden, total=e["total"] - hidden)
+            made[key] = (e, est)
+        est = made[key][1].copy()  # each pass its own dict
+        _set_estimate(s, est)  # a Pass is frozen; this is its construction
         behind = e["latency"] + e["stream"]
+
+
+#: Sets a pass's ``estimate`` slot (as ``object.__setattr__`` does, faster).
+_set_estimate = Pass.__dict__["estimate"].__set__
 
 
 def _viewed(ctx: _Ctx, seg: _Segment) -> _Segment:
@@ -1254,4 +1556,4 @@ def _viewed(ctx: _Ctx, seg: _Segment) -> _Segment:
         if (vname, 0) not in ctx.addresses:
             ctx.addresses[(vname, 0)] = ctx.addresses[(layer.src, 0)]
         viewed = ctx.viewed[layer.name] = replace(layer, src=vname)  # one copy per layer, not per segment
-    return replace(seg, layer=viewed)
+    return seg._replace(layer=viewed)
