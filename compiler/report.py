@@ -116,6 +116,7 @@ def build_report(
     seconds = cycles / arch.clock_hz if cycles else 0.0
     grid_ops = net["grid_ops"]
     config_cycles = sum(p.estimate["config"] for p in passes)
+    hidden_cycles = sum(p.estimate.get("hidden", 0) for p in passes)
     return {
         "model": prog.model,
         "target": arch.name,
@@ -131,6 +132,7 @@ def build_report(
             "host_steps": len(hosts),
             "cycles": cycles,
             "config_cycles": config_cycles,
+            "hidden_config_cycles": hidden_cycles,
             "latency_ms": seconds * 1e3,
             "frames_per_s": 1.0 / seconds if seconds else 0.0,
             "macs": macs,
@@ -200,7 +202,8 @@ def format_report(rep: dict, max_passes: int = 0) -> str:
     out.append("")
     out.append(
         f"total: {t['passes']} passes, {t['host_steps']} host steps, {si(t['cycles'])} cycles "
-        f"({si(t['config_cycles'])} configuring), {t['latency_ms']:.3f} ms per frame, "
+        f"({si(t['config_cycles'])} configuring, {si(t['hidden_config_cycles'])} more behind streaming), "
+        f"{t['latency_ms']:.3f} ms per frame, "
         f"{t['frames_per_s']:.2f} frames/s"
     )
     out.append(
