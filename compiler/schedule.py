@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -175,6 +176,11 @@ class _Segment(NamedTuple):
     strip: tuple[int, int]  # output columns [x0, x1)
     pool: ConvLayer | None = None
     shared: bool = False  # its one term reads the previous segment's input stream (taken on the way)
+
+
+#: Makes a :class:`_Segment` from a tuple of all its fields, without the named tuple's Python-level
+#: ``__new__`` (for the planner's hot loop).
+_new_segment = tuple.__new__
 
 
 def _same_input(prev: _Segment, layer: ConvLayer, o: int, slot: int, strip: tuple[int, int]) -> bool:
@@ -438,11 +444,24 @@ def _conv_segments(
             cur, free_c, free_r, free_w, free_p = [], n_conv, reads, writes, n_ports
 
         extra = 1 if pool is not None and not unit else 0
+        # A segment that continues a chain from an empty pass takes `run` terms when more than that
+        # remain (the partial sum takes a read port and a port); `full_run`: such a pass is then full,
+        # and the steps below would flush it at once (not being final, it has no fused pooling).
+        run = min(n_conv, reads - 1, n_ports - 2)
+        full_run = run >= 1 and writes >= 1 and (n_conv - run < 1 or n_ports - run - 2 < 1 or writes < 2)
         for o, slots in enumerate(chains):
             n = len(slots)
             j = 0
             while j < n:
                 psum = j > 0
+                if psum and not cur and full_run:
+                    # the chain's middle: while more than `run` terms remain, each pass takes `run` of
+                    # them and is full, as the steps below would find (a large network has hundreds
+                    # of thousands of these passes)
+                    while n - j > run:
+                        seg = (layer, o, slots[j : j + run], True, False, strip, None, False)
+                        passes.append([_new_segment(_Segment, seg)])
+                        j += run
                 if (
                     n == 1
                     and cur
@@ -987,6 +1006,9 @@ class _ConvLayerPasses:
         """What a conv pass of ``group`` shares with every other pass of its layer that has the same
         key: placement, routes, streams but for their channels, units but for their kernels and
         biases (see :class:`_ConvTemplate`); the templates do not cover fused pooling."""
+        if len(group) == 1:  # most passes of a large network (a pass full with one chain's segment)
+            seg = group[0]
+            return ((len(seg.slots), seg.psum_in, seg.final, seg.shared, seg.strip, seg.pool is None),)
         return tuple(
             [
                 (len(seg.slots), seg.psum_in, seg.final, seg.shared, seg.strip, seg.pool is None)
@@ -1108,7 +1130,8 @@ class _ConvTemplate:
         slots = []
         for k, seg in enumerate(groups[0]):
             t = len(seg.slots)
-            terms_k = (slot for group in groups for slot in group[k].slots)
+            # chained in C: a Python generator over every term of a large layer is slower
+            terms_k = itertools.chain.from_iterable([group[k].slots for group in groups])
             slots.append(np.fromiter(terms_k, np.int64, n * t).reshape(n, t))
         rows = np.empty((n, len(self.row)), dtype=np.int64)
         rows[:] = self.row
@@ -1525,20 +1548,24 @@ def _configure_behind(steps: list) -> None:
     # the passes made from one template share their estimate until here, and mostly follow each
     # other: (id of an estimate, behind) -> (that estimate, kept so its id stays its own; the result)
     made: dict[tuple[int, int], tuple[dict, dict]] = {}
+    # the last pass's shared estimate and behind, what it became and the next pass's behind: a run
+    # of passes from one template needs no look-up (a large network has hundreds of thousands)
+    last, last_behind, shown, after = None, 0, None, 0
     for s in steps:
         if isinstance(s, HostStep):
             behind = 0
             continue
         e = s.estimate
-        key = (id(e), behind)
-        hit = made.get(key)
-        if hit is None:
-            hidden = min(e["config"], behind)
-            est = dict(e, config=e["config"] - hidden, hidden=hidden, total=e["total"] - hidden)
-            made[key] = (e, est)
-        est = made[key][1].copy()  # each pass its own dict
-        _set_estimate(s, est)  # a Pass is frozen; this is its construction
-        behind = e["latency"] + e["stream"]
+        if e is not last or behind != last_behind:
+            key = (id(e), behind)
+            hit = made.get(key)
+            if hit is None:
+                hidden = min(e["config"], behind)
+                est = dict(e, config=e["config"] - hidden, hidden=hidden, total=e["total"] - hidden)
+                hit = made[key] = (e, est)
+            last, last_behind, shown, after = e, behind, hit[1], e["latency"] + e["stream"]
+        _set_estimate(s, shown.copy())  # each pass its own dict; a Pass is frozen, this is its construction
+        behind = after
 
 
 #: Sets a pass's ``estimate`` slot (as ``object.__setattr__`` does, faster).
