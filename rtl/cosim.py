@@ -290,8 +290,8 @@ def compare(
     state = start_run(prog, lowered, inputs)
     rows = []
     records = iter(result.passes)
-    done = [i for i in range(len(prog.steps)) if i in result.images]
-    timings = iter(time_steps(prog.steps[: len(done)], arch))
+    # the steps the RTL ran are a prefix of the program (their images are kept by step index)
+    timings = iter(time_steps(prog.steps[: len(result.images)], arch))
     for i, step in enumerate(prog.steps):
         if i not in result.images:
             break
