@@ -18,6 +18,10 @@ principle overlap streaming), so each is a true lower bound for the timing contr
     the convolver as NeuFlow built it: one *input* word per cycle, so a term takes as many cycles
     as its input region has words, border and the rows and columns around the valid windows
     included (for a 7x7 valid convolution of a 75x55 map: 4125 cycles for 3381 outputs).
+
+    A convolver that packs kernels (``tile.lanes = 2``) applies two kernels of at most
+    ``packed_size`` taps a side to one window: in ``kernel_fill`` and ``streaming`` such a layer's
+    terms count half (whether or not its chains pair up and whatever ports their outputs need).
 ``bandwidth``
     every grid layer reads each input map it uses once and writes its output once, at the
     memory's sustained rate (shared or separate read and write bandwidth); a map read only by a
@@ -112,9 +116,11 @@ def cycle_bounds(low: Lowered, arch: ArchConfig) -> Bounds:
             else:
                 terms = layer.terms
                 oh, ow = used_shape.get(layer.dst, layer.out_shape[1:])
+                packs = layer.mode == "mac" and max(layer.block) <= arch.packed_size
+                lanes = arch.tile.lanes if packs else 1
                 macs += layer.useful_macs
-                fill += terms * oh * ow
-                stream += terms * _region_words(layer, oh, ow)
+                fill += terms * oh * ow / lanes
+                stream += terms * _region_words(layer, oh, ow) / lanes
         for src in _sources(layer):
             if src not in on_grid:
                 read_words += _used_words(low, layer, src)

@@ -89,6 +89,7 @@ class DecodedStream:
     words: int
     route: tuple[int, ...]
     taps: tuple[int, ...] = ()  # tiles on the route that take a read data stream too (ROUTE c = 1)
+    lane: int = 0  # 1: the partial sums or output of a packed convolver's second kernel (PORT c bit 6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,9 @@ class DecodedConv:
     act_tile: int
     delay: int
     out_shift: int = 0
+    packed: bool = False  # CONV_PACK: a second kernel over the same window (tile.lanes = 2)
+    kernel1: tuple[int, ...] = ()  # its row-major weight words
+    bias1: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +243,8 @@ def format_fields(name: str | None, a: int, b: int, c: int, arg: int, word: int 
 def _fmt_port(a: int, b: int, c: int, arg: int) -> str:
     direction = _DIRECTIONS[b] if b < 2 else f"?{b}"
     sync = " sync" if c & 0x80 else ""
-    return f"port={a} {direction} {_name(_ROLE_NAMES, c & 0x7F)}{sync} tile={arg}"
+    lane = " lane=1" if c & 0x40 else ""
+    return f"port={a} {direction} {_name(_ROLE_NAMES, c & 0x3F)}{lane}{sync} tile={arg}"
 
 
 def _fmt_conv(a: int, b: int, c: int, arg: int) -> str:
@@ -276,7 +281,11 @@ _FORMATTERS = {
     "CONV": _fmt_conv,
     "CONV_LINK": _fmt_link,
     "CONV_SHIFT": _fmt_shift,
-    "CONV_W": lambda a, b, c, arg: f"tile={a} w[{b}]={_s(_hi(arg), 16)} w[{b + 1}]={_s(_lo(arg), 16)}",
+    "CONV_W": lambda a, b, c, arg: (
+        f"tile={a} {'w1' if b >= 128 else 'w'}[{b & 0x7F}]={_s(_hi(arg), 16)} "
+        f"{'w1' if b >= 128 else 'w'}[{(b & 0x7F) + 1}]={_s(_lo(arg), 16)}"
+    ),
+    "CONV_PACK": lambda a, b, c, arg: f"tile={a} bias1={_s(arg, 16)}",
     "POOL": lambda a, b, c, arg: (
         f"tile={a} mode={_MODES[b] if b < 2 else f'?{b}'} size={c} shift={_s((arg >> 16) & 0xFF, 8)} "
         f"bias={_s(arg, 16)} out_shift={_s(arg >> 24, 8)}"
@@ -411,12 +420,12 @@ def _stream(ws: _Words, number: int) -> DecodedStream:
         address, shape, win, org = ws.columns[3][i + 1 : i + 5]
         ws.i += 1
         direction = _code(ws, _DIRECTIONS, d, "direction")
-        role = _code(ws, _ROLE_NAMES, role_sync & 0x7F, "stream role")
+        role = _code(ws, _ROLE_NAMES, role_sync & 0x3F, "stream role")
         ws.i += 4
     else:
         port, d, role_sync, tile = ws.take("PORT", "the previous group")
         direction = _code(ws, _DIRECTIONS, d, "direction")
-        role = _code(ws, _ROLE_NAMES, role_sync & 0x7F, "stream role")
+        role = _code(ws, _ROLE_NAMES, role_sync & 0x3F, "stream role")
         a, b, c, address = ws.take("PORT_ADDR", "PORT")
         ws.reserved(a=a, b=b, c=c)
         a, b, c, shape = ws.take("PORT_MAP", "PORT_ADDR")
@@ -446,6 +455,9 @@ def _stream(ws: _Words, number: int) -> DecodedStream:
         if route and a != route[-1]:
             raise ws.error(f"route hop {a}->{b} does not continue from tile {route[-1]}", ws.i - 1)
         route += [b] if route else [a, b]
+    lane = (role_sync >> 6) & 1
+    if lane and role == "data":
+        raise ws.error(f"stream {number}: a data stream has no lane (PORT field c bit 6)")
     if not route:
         route = [tile]
     end = route[-1] if direction == "read" else route[0]
@@ -473,6 +485,7 @@ def _stream(ws: _Words, number: int) -> DecodedStream:
         words=words,
         route=tuple(route),
         taps=tuple(taps),
+        lane=lane,
     )
 
 
@@ -500,23 +513,20 @@ def _conv(ws: _Words) -> DecodedConv:
         raise ws.error(f"bias argument 0x{bias:08x}: reserved bits 24-31 not zero", ws.i - 1)
     out_shift = _s((bias >> 16) & 0xFF, 8)
     bias &= 0xFFFF
-    weights = ws.weights(tile) or []
-    while ws.peek() == "CONV_W":
-        t, index, c, arg = ws.take("CONV_W", "CONV_SHIFT")
-        ws.reserved(c=c)
-        if t != tile:
-            raise ws.error(f"tile {t} differs from the CONV word's tile {tile}", ws.i - 1)
-        if index != len(weights):
-            raise ws.error(f"weight index {index}, expected {len(weights)}", ws.i - 1)
-        weights += [_s(_hi(arg), 16), _s(_lo(arg), 16)]
+    packed, bias1 = False, 0
+    if ws.peek() == "CONV_PACK":
+        t, b, c, arg = ws.take("CONV_PACK", "CONV_SHIFT")
+        ws.reserved(b=b, c=c)
+        if t != tile or arg >> 16:
+            raise ws.error(f"tile {t} or bias argument 0x{arg:08x} does not follow CONV_SHIFT", ws.i - 1)
+        if mode != "mac":
+            raise ws.error("a convolver in max mode cannot pack a second kernel", ws.i - 1)
+        if act:
+            raise ws.error("a packed convolver's outputs are raw: it has no mapper (act tile)", ws.i - 1)
+        packed, bias1 = True, _s(arg, 16)
     n = block[0] * block[1] if mode == "mac" else 0
-    if len(weights) != n + (n % 2):
-        raise ws.error(
-            f"{len(weights)} weights for a {mode} convolver of block {block[0]}x{block[1]} "
-            f"(expected {n + n % 2})"
-        )
-    if n % 2 and weights[-1]:
-        raise ws.error("the padding weight after an odd kernel is not zero", ws.i - 1)
+    weights = _kernel_words(ws, tile, 0, n, mode, block, packed)
+    kernel1 = _kernel_words(ws, tile, 128, n, mode, block, packed) if packed else []
     return DecodedConv(
         tile=tile,
         mode=mode,
@@ -531,7 +541,36 @@ def _conv(ws: _Words) -> DecodedConv:
         act_tile=act - 1,
         delay=link & 0xFFFF,
         out_shift=out_shift,
+        packed=packed,
+        kernel1=tuple(kernel1[:n]),
+        bias1=bias1,
     )
+
+
+def _kernel_words(
+    ws: _Words, tile: int, base: int, n: int, mode: str, block: tuple[int, int], packed: bool
+) -> list[int]:
+    """The ``n`` weights of the run of CONV_W words of ``tile`` at the cursor whose indexes start at
+    ``base`` (0: the kernel; 128: a packed convolver's second kernel, whose words come after the
+    first kernel's: of a packed convolver, the first kernel's words are those below 128)."""
+    weights = (ws.weights(tile) or []) if base == 0 else []
+    while ws.peek() == "CONV_W" and (base or not packed or ws.fields[ws.i][2] < 128):
+        t, index, c, arg = ws.take("CONV_W", "CONV_SHIFT")
+        ws.reserved(c=c)
+        if t != tile:
+            raise ws.error(f"tile {t} differs from the CONV word's tile {tile}", ws.i - 1)
+        if index != base + len(weights):
+            raise ws.error(f"weight index {index}, expected {base + len(weights)}", ws.i - 1)
+        weights += [_s(_hi(arg), 16), _s(_lo(arg), 16)]
+    which = "second kernel" if base else "weights"
+    if len(weights) != n + (n % 2):
+        raise ws.error(
+            f"{len(weights)} {which} for a {mode} convolver of block {block[0]}x{block[1]} "
+            f"(expected {n + n % 2})"
+        )
+    if n % 2 and weights[-1]:
+        raise ws.error("the padding weight after an odd kernel is not zero", ws.i - 1)
+    return weights
 
 
 def _pool(ws: _Words) -> DecodedPool:

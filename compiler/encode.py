@@ -9,7 +9,8 @@ route, convolver, pooling unit, mapper and ALU it uses. Signed 16-bit values are
 opcode  name         fields
 ======  ===========  ====================================================================================
 0x01    PASS         arg = pass index; a = kind code
-0x10    PORT         a = port, b = 0 read / 1 write, c = role (0 data, 1 psum, 2 out) | sync << 7;
+0x10    PORT         a = port, b = 0 read / 1 write, c = role (0 data, 1 psum, 2 out) | lane << 6 | sync << 7
+                     (lane 1: the partial sums or output of a packed convolver's second kernel);
                      arg = tile the stream is delivered to / taken from
 0x11    PORT_ADDR    arg = word address of map row 0, column 0 of the region's channel
 0x12    PORT_MAP     arg = map height << 16 | map width
@@ -26,11 +27,14 @@ opcode  name         fields
 0x32    CONV_SHIFT   a = tile, b = shift (signed 8-bit), c = act tile + 1 (0 = none);
                      arg = out_shift (signed 8-bit) << 16 | bias (16-bit); out_shift rounds the chain
                      end into the output format when no mapper follows
-0x33    CONV_W       a = tile, b = index of the first of two weights; arg = w[i] << 16 | w[i+1]
+0x33    CONV_W       a = tile, b = index of the first of two weights (row-major in the block; 128 + index
+                     for the second kernel of a packed convolver); arg = w[i] << 16 | w[i+1]
 0x34    POOL         a = tile, b = mode (0 mac, 1 max), c = window size p;
                      arg = out_shift (signed 8-bit) << 24 | shift (signed 8-bit) << 16 | bias (16-bit)
 0x35    POOL_W       a = tile; arg = weight (signed 16-bit; 0 in max mode)
 0x36    POOL_MAP     a = tile; arg = rows << 16 | cols of the map the pooling unit takes
+0x37    CONV_PACK    a = tile; arg = bias of the second kernel (signed 16-bit): the convolver packs two kernels
+                     over one window (tile.lanes = 2); comes after CONV_SHIFT, before CONV_W
 0x40    MAP          a = tile, b = segments; arg = shift (input frac + slope frac - output frac)
 0x41    MAP_SEG      a = tile, b = segment; arg = threshold << 16 | offset (threshold of segment 0 unused)
 0x42    MAP_SLOPE    a = tile, b = segment; arg = slope (signed 32-bit)
@@ -61,6 +65,8 @@ __all__ = [
     "conv_head",
     "conv_head_words",
     "weight_words",
+    "pack_word",
+    "lane_weight_words",
     "weight_head",
     "weight_bodies",
     "map_words",
@@ -85,6 +91,7 @@ OPCODES = {
     "CONV_LINK": 0x31,
     "CONV_SHIFT": 0x32,
     "CONV_W": 0x33,
+    "CONV_PACK": 0x37,
     "POOL": 0x34,
     "POOL_W": 0x35,
     "POOL_MAP": 0x36,
@@ -153,7 +160,7 @@ def stream_words(i: int, s: Stream, address: int, map_shape: tuple[int, int]) ->
     words = list(
         _stream_words_but_address(
             i, s.port, s.direction, s.role, s.sync, s.tile, s.words, s.route, map_shape,
-            r.rows, r.cols, r.r0, r.c0, r.pads, r.pad_value, r.step, s.taps,
+            r.rows, r.cols, r.r0, r.c0, r.pads, r.pad_value, r.step, s.taps, s.lane,
         )
     )  # fmt: skip
     words[1] = word("PORT_ADDR", arg=address)
@@ -179,10 +186,11 @@ def _stream_words_but_address(
     pad_value: int,
     step: tuple[int, int],
     taps: tuple[int, ...] = (),
+    lane: int = 0,
 ) -> tuple[int, ...]:
     """The words of stream ``i`` with 0 in place of the PORT_ADDR word. The streams of a layer's
     passes differ mostly by address and channel, so most calls hit the cache."""
-    code = ROLE_CODES[role] | (0x80 if sync else 0)
+    code = ROLE_CODES[role] | (lane << 6) | (0x80 if sync else 0)
     out = [
         word("PORT", port, 0 if direction == "read" else 1, code, tile),
         0,
@@ -204,9 +212,10 @@ def origin_word(r0: int, c0: int) -> int:
     return word("PORT_ORG", arg=_spair(r0, c0))
 
 
-def weight_words(tile: int, kernel: tuple[int, ...]) -> list[int]:
+def weight_words(tile: int, kernel: tuple[int, ...], lane: int = 0) -> list[int]:
     """CONV_W words for a kernel: two signed 16-bit weights per word (kernels are the bulk of all
-    configuration words; plain integer arithmetic beats numpy on kernels of at most 15x15)."""
+    configuration words; plain integer arithmetic beats numpy on kernels of at most 15x15).
+    ``lane`` 1: the second kernel of a packed convolver (index field 128 + index)."""
     if not kernel:
         return []
     if min(kernel) < -(1 << 15) or max(kernel) >= 1 << 15:
@@ -214,7 +223,7 @@ def weight_words(tile: int, kernel: tuple[int, ...]) -> list[int]:
     k = tuple(kernel) if all(type(w) is int for w in kernel) else tuple(int(w) for w in kernel)
     if len(k) % 2:
         k += (0,)
-    head = weight_head(tile)
+    head = weight_head(tile) | (lane << 47)
     # word j holds weights 2j (high half) and 2j + 1 (low half); its index field b is 2j
     return [
         head | (j << 41) | ((a & 0xFFFF) << 16) | (b & 0xFFFF)
@@ -283,12 +292,25 @@ def conv_head_words(
     return conv, link, shifts
 
 
-def conv_head(u: ConvUnit) -> tuple[int, int, int]:
-    """:func:`conv_head_words` of unit ``u``."""
-    return conv_head_words(
+def conv_head(u: ConvUnit) -> tuple[int, ...]:
+    """:func:`conv_head_words` of unit ``u``, and its CONV_PACK word when it packs two kernels."""
+    head = conv_head_words(
         u.tile, u.mode, u.block, u.stride, u.dilation, u.psum_from, u.to,
         u.delay, u.shift, u.act_tile, u.out_shift, u.bias,
     )  # fmt: skip
+    if u.out_channel1 < 0:
+        return head
+    return (*head, pack_word(u.tile, u.bias1))
+
+
+def pack_word(tile: int, bias1: int) -> int:
+    """The CONV_PACK word of a packed convolver: its second kernel's bias."""
+    return word("CONV_PACK", tile, arg=_i(bias1, 16))
+
+
+def lane_weight_words(u: ConvUnit) -> list[int]:
+    """The CONV_W words of a packed convolver's second kernel (none for an unpacked one)."""
+    return weight_words(u.tile, u.kernel1, lane=1) if u.out_channel1 >= 0 else []
 
 
 @functools.lru_cache(maxsize=1 << 12)
@@ -361,6 +383,7 @@ def pass_words(
             words += weight_words(u.tile, u.kernel)
         else:
             words += map(weight_head(u.tile).__or__, body)
+        words += lane_weight_words(u)
     for q in pools:
         words += pool_words(q)
     for m in maps:

@@ -67,6 +67,8 @@ class Stream:
     (a result written). ``route``: the tiles the stream crosses, from the port's tile to ``tile``
     (reads) or from ``tile`` to the port's tile (writes). ``sync``: a read that delivers one word
     per *output* position of the unit it feeds (partial sums) rather than one per input word.
+    ``lane``: 1 for the partial sums read for, or the output written from, lane 1 of a packed
+    convolver (``ConvUnit.out_channel1``).
     ``taps``: tiles on the route before ``tile`` that take the read data stream too (as their next
     data stream, in route order, after ``tile`` has its): one memory read feeds several tiles.
     """
@@ -80,6 +82,7 @@ class Stream:
     words: int
     sync: bool = False
     taps: tuple[int, ...] = ()
+    lane: int = 0  # psum read / out write of a packed convolver's lane 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,11 @@ class ConvUnit:
     ``delay``: FIFO words inserted on the data input to line it up with the partial sum.
     ``out_shift``: at the end of a chain written without a mapper, the partial sum is rounded into the
     output format by this many fraction bits (then saturated).
+
+    A *packed* unit (``out_channel1 >= 0``, targets with ``tile.lanes = 2``) applies a second kernel
+    (``kernel1``, ``bias1``) of output map ``out_channel1`` to the same input window: lane 1, with
+    its own partial sums (from the same kind of source as lane 0's) and its own output, both raw
+    (no mapper). Its ``macs`` count both lanes.
     """
 
     tile: int
@@ -113,6 +121,9 @@ class ConvUnit:
     delay: int = 0
     macs: int = 0
     out_shift: int = 0  # chain end without a mapper: fraction bits dropped into the output format
+    out_channel1: int = -1  # packed (tile.lanes = 2): lane 1's output map; -1 when not packed
+    kernel1: tuple[int, ...] = ()  # lane 1's weight words, row-major
+    bias1: int = 0  # lane 1's bias (chain start)
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,6 +176,7 @@ class _Segment(NamedTuple):
     strip: tuple[int, int]  # output columns [x0, x1)
     pool: ConvLayer | None = None
     shared: bool = False  # its one term reads the previous segment's input stream (taken on the way)
+    o1: int = -1  # packed (tile.lanes = 2): the output map of the second kernel, over the same terms
 
 
 #: Makes a :class:`_Segment` from a tuple of all its fields, without the named tuple's Python-level
@@ -185,7 +186,7 @@ _new_segment = tuple.__new__
 
 def _same_input(prev: _Segment, layer: ConvLayer, o: int, slot: int, strip: tuple[int, int]) -> bool:
     """Whether a one-term chain (output ``o``, term ``slot``) reads exactly what ``prev`` reads."""
-    if prev.layer is not layer or len(prev.slots) != 1 or prev.psum_in or prev.strip != strip:
+    if prev.layer is not layer or len(prev.slots) != 1 or prev.psum_in or prev.strip != strip or prev.o1 >= 0:
         return False
     a, b = (prev.o, prev.slots[0]), (o, slot)
     return layer.channels[a] == layer.channels[b] and np.array_equal(layer.offsets[a], layer.offsets[b])
@@ -404,7 +405,7 @@ def _fusable_pool(ctx: _Ctx, layer: ConvLayer, consumers: dict[str, list]) -> Co
 
 
 def _conv_segments(
-    ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None, unit: bool = False
+    ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None, unit: bool = False, pack: bool = True
 ) -> list[list[_Segment]]:
     """Cut the layer's chains into segments and pack segments into passes. A fused ``pool`` takes a
     convolver of its own in the chain's final pass, or none when the pooling unit does it (``unit``)."""
@@ -449,17 +450,42 @@ def _conv_segments(
         # and the steps below would flush it at once (not being final, it has no fused pooling).
         run = min(n_conv, reads - 1, n_ports - 2)
         full_run = run >= 1 and writes >= 1 and (n_conv - run < 1 or n_ports - run - 2 < 1 or writes < 2)
-        for o, slots in enumerate(chains):
+        items = _packed_items(ctx, layer, pool, unit) if pack else [(o, -1, 0) for o in range(O)]
+        for o, o1, j in items:
+            slots = chains[o]
             n = len(slots)
-            j = 0
-            while j < n:
+            lanes = 1 if o1 < 0 else 2  # a packed chain: two partial sums in, two outputs out
+            # a packed item ends where the chains' final segments (with a mapper or pooling) begin
+            end = n - _final_terms(ctx, layer, pool, unit) if lanes == 2 and (layer.act or pool) else n
+            while j < end:
                 psum = j > 0
+                if lanes == 2:
+                    ps = lanes * psum
+                    if free_w < lanes or free_r < 1 + ps or free_c < 1 or free_p < 1 + ps + lanes:
+                        if not cur:
+                            raise SchedulingError(
+                                f"layer {layer.name!r}: a packed chain segment needs {1 + ps} read ports and "
+                                f"{lanes} write ports; the target allows io.max_read_ports = {reads}, "
+                                f"io.max_write_ports = {writes} and io.ports = {n_ports}"
+                            )
+                        flush()
+                        continue
+                    k = min(free_c, free_r - ps, free_p - ps - lanes, end - j)
+                    cur.append(_Segment(layer, o, slots[j : j + k], psum, j + k == n, strip, None, False, o1))
+                    free_c -= k
+                    free_r -= k + ps
+                    free_w -= lanes
+                    free_p -= k + ps + lanes
+                    j += k
+                    if free_w < 1 or free_c < 1 or free_p < 2:
+                        flush()
+                    continue
                 if psum and not cur and full_run:
                     # the chain's middle: while more than `run` terms remain, each pass takes `run` of
                     # them and is full, as the steps below would find (a large network has hundreds
                     # of thousands of these passes)
                     while n - j > run:
-                        seg = (layer, o, slots[j : j + run], True, False, strip, None, False)
+                        seg = (layer, o, slots[j : j + run], True, False, strip, None, False, -1)
                         passes.append([_new_segment(_Segment, seg)])
                         j += run
                 if (
@@ -507,6 +533,64 @@ def _conv_segments(
     return passes
 
 
+def _final_terms(ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None, unit: bool) -> int:
+    """Terms the final segment of a chain takes when it continues a partial sum in a pass of its own."""
+    arch = ctx.arch
+    extra = 1 if pool is not None and not unit else 0
+    return min(arch.convolvers - extra, arch.io.max_read_ports - 1, arch.io.ports - 2)
+
+
+def _packed_items(
+    ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None, unit: bool
+) -> list[tuple[int, int, int]]:
+    """The layer's chains as ``(o, o1, j)``: output map ``o`` from term ``j`` on, and ``o1`` the
+    output map whose chain a packed convolver computes beside it (-1: none).
+
+    A target whose convolvers pack two kernels (``tile.lanes = 2``) makes two output maps over one
+    input window; the ``nfc`` policy pairs output maps whose chains read the same input maps with the
+    same offsets (every pair of a dense layer; in a connection table, the maps that see the same
+    inputs), in a layer whose kernels fit the packed size. A packed convolver's outputs are raw: in a
+    layer with a mapper or fused pooling, the pair's chains are packed up to their final segments
+    (:func:`_final_terms`), which follow as two items of their own."""
+    O = layer.out_shape[0]
+    arch = ctx.arch
+    m = arch.packed_size
+    io = arch.io
+    if (
+        ctx.policy != "nfc"
+        or arch.tile.lanes < 2
+        or io.max_write_ports < 2
+        or io.max_read_ports < 3
+        or io.ports < 5
+        or layer.mode != "mac"
+        or max(layer.block) > m
+    ):
+        return [(o, -1, 0) for o in range(O)]
+    terms = ctx.terms_of(layer)
+    keys = [terms.channel_array[o].tobytes() + terms.offset_array[o].tobytes() for o in range(O)]
+    waiting: dict[bytes, int] = {}
+    partner = [-1] * O
+    for o, key in enumerate(keys):
+        other = waiting.pop(key, None)
+        if other is None:
+            waiting[key] = o
+        else:
+            partner[other], partner[o] = o, other
+    split = layer.act or pool is not None
+    f = _final_terms(ctx, layer, pool, unit) if split else 0
+    items: list[tuple[int, int, int]] = []
+    for o in range(O):
+        o1 = partner[o]
+        n = int(np.count_nonzero(terms.channel_array[o] >= 0))  # a pair's chains are equally long
+        if o1 < 0 or n - f < 1:
+            items.append((o, -1, 0))
+        elif o1 > o:
+            items.append((o, o1, 0))
+            if split:  # the final segments, each with its mapper or pooling
+                items += [(o, -1, n - f), (o1, -1, n - f)]
+    return items
+
+
 def _plan_cost(ctx: _Ctx, groups: list[list[_Segment]]) -> float:
     """Rough cycles of a plan, to choose between alternatives: streaming beats plus configuration."""
     arch = ctx.arch
@@ -515,8 +599,9 @@ def _plan_cost(ctx: _Ctx, groups: list[list[_Segment]]) -> float:
         layer = group[0].layer
         region = _region_in(layer, 0, (0, 0), group[0].strip)
         kk = layer.block[0] * layer.block[1] if layer.mode == "mac" else 0
-        units = sum(len(s.slots) + (s.pool is not None) for s in group)
-        streams = sum(len(s.slots) + s.psum_in + 1 for s in group)
+        # a packed segment's units carry two kernels; it reads two partial sums and writes two maps
+        units = sum(len(s.slots) * (1 + (s.o1 >= 0)) + (s.pool is not None) for s in group)
+        streams = sum(len(s.slots) + (s.psum_in + 1) * (1 + (s.o1 >= 0)) for s in group)
         maps = sum(1 for s in group if s.final and (layer.act or (s.pool is not None and s.pool.act)))
         words = 3 + 7 * streams + units * (3 + (kk + 1) // 2) + maps * (1 + 2 * arch.tile.mapper_segments)
         total += region.words + words * arch.config_bus.cycles_per_word + arch.memory.latency_cycles
@@ -647,6 +732,7 @@ class _PassBuilder:
         words: int,
         sync: bool = False,
         source: tuple[int, int] = (-1, -1),
+        lane: int = 0,
     ) -> int:
         """Add a stream; returns its hops. ``source`` (conv passes): the segment of the pass whose
         stream it is and, for a data read, the position of its term in the segment (else -1); the
@@ -662,10 +748,12 @@ class _PassBuilder:
             port, path = got
         # one shared Stream per distinct stream of the layer (regions are shared, so their
         # identity stands for their value in the key)
-        key = (port, direction, role, id(region), tile, path, words, sync)
+        key = (port, direction, role, id(region), tile, path, words, sync, lane)
         s = self.ctx.streams.get(key)
         if s is None or s.region is not region:
-            s = self.ctx.streams[key] = Stream(port, direction, role, region, tile, path, words, sync)
+            s = self.ctx.streams[key] = Stream(
+                port, direction, role, region, tile, path, words, sync, lane=lane
+            )
         self.streams.append(s)
         return len(path) - 1
 
@@ -788,7 +876,9 @@ def _conv_builder(
     arch = ctx.arch
     first = segments[0].layer
     unit = first.name in ctx.pool_units  # fused pooling on the pooling unit of the chain's last tile
-    key = tuple((len(seg.slots), seg.psum_in, seg.pool is not None, unit, seg.shared) for seg in segments)
+    key = tuple(
+        (len(seg.slots), seg.psum_in, seg.pool is not None, unit, seg.shared, seg.o1 >= 0) for seg in segments
+    )
     pb = _PassBuilder(ctx, index, "conv" if first.kind not in ("maxpool", "avgpool") else "pool", key)
     fifo = arch.tile.fifo_depth
     hop = arch.tile.router_latency
@@ -800,20 +890,20 @@ def _conv_builder(
     shared_stream = -1
     # a segment whose read stream the next segment shares routes its write after that stream has
     # gone on to the next tile (the write must not take the link the stream needs)
-    pending: list[tuple[Region, int, int, bool, tuple[int, int]]] = []
+    pending: list[tuple[Region, int, int, bool, tuple[int, int], int]] = []
 
-    def write(region: Region, tile: int, n_words: int, defer: bool, k: int) -> None:
+    def write(region: Region, tile: int, n_words: int, defer: bool, k: int, lane: int = 0) -> None:
         if defer:
-            pending.append((region, tile, n_words, False, (k, -1)))
+            pending.append((region, tile, n_words, False, (k, -1), lane))
         else:
-            pb.stream("write", "out", region, tile, n_words, source=(k, -1))
+            pb.stream("write", "out", region, tile, n_words, source=(k, -1), lane=lane)
         writes.append(n_words)
 
     for k, seg in enumerate(segments):
         defer = k + 1 < len(segments) and segments[k + 1].shared
         layer = seg.layer
         terms = ctx.terms_of(layer)
-        o = seg.o
+        o, o1 = seg.o, seg.o1
         pb.layers.append(layer.name)
         _, OH, _ = layer.out_shape
         x0, x1 = seg.strip
@@ -871,6 +961,8 @@ def _conv_builder(
             )
             kernel = tuple(terms.kernels[o][slot]) if mac else ()
             macs = terms.nonzero[o][slot] * out_words if mac else 0
+            if o1 >= 0:
+                macs += terms.nonzero[o1][slot] * out_words
             pb.macs += macs
             # positional arguments, in ConvUnit's field order: keywords cost 2 us a unit, and
             # ResNet-18 has 1.4 million units
@@ -897,18 +989,22 @@ def _conv_builder(
                     (layer.psum_fmt.frac - layer.out_fmt.frac)  # out_shift
                     if (last and seg.final and not layer.act and not conv_pool)
                     else 0,
+                    o1,  # out_channel1
+                    tuple(terms.kernels[o1][slot]) if o1 >= 0 else (),  # kernel1
+                    terms.bias[o1] if o1 >= 0 and psum_from == "bias" else 0,  # bias1
                 ),
                 terms.bodies[o][slot] if terms.bodies is not None else None,
             )
             depth = max(depth, data_hops * hop + delay + CONV_LATENCY)
-        for args in pending:
-            pb.stream("write", "out", *args)
+        for *args, lane in pending:
+            pb.stream("write", "out", *args, lane=lane)
         pending.clear()
         if seg.psum_in:
             psum_buf = ctx.psum_buffers[layer.name]
-            region = ctx.region(psum_buf, o, 0, x0, OH, x1 - x0)
-            pb.stream("read", "psum", region, tiles[0], out_words, sync=True, source=(k, -1))
-            reads.append(out_words)
+            for lane, channel in enumerate((o, o1) if o1 >= 0 else (o,)):
+                region = ctx.region(psum_buf, channel, 0, x0, OH, x1 - x0)
+                pb.stream("read", "psum", region, tiles[0], out_words, sync=True, source=(k, -1), lane=lane)
+                reads.append(out_words)
         if seg.final and layer.act:
             pwl = layer.act[o]
             pb.maps.append(_map_unit(tiles[-1], layer.name, o, pwl))
@@ -979,8 +1075,9 @@ def _conv_builder(
             depth += CONV_LATENCY + hop * hops[-1]
         else:
             dst = layer.dst if seg.final else ctx.psum_buffers[layer.name]
-            out_region = ctx.region(dst, o, 0, x0, OH, x1 - x0)
-            write(out_region, tiles[-1], out_words, defer, k)
+            for lane, channel in enumerate((o, o1) if o1 >= 0 else (o,)):
+                out_region = ctx.region(dst, channel, 0, x0, OH, x1 - x0)
+                write(out_region, tiles[-1], out_words, defer, k, lane)
         pb.depth = max(pb.depth, depth + WRITE_LATENCY)
     return pb, beats, reads, writes
 
@@ -1008,10 +1105,12 @@ class _ConvLayerPasses:
         biases (see :class:`_ConvTemplate`); the templates do not cover fused pooling."""
         if len(group) == 1:  # most passes of a large network (a pass full with one chain's segment)
             seg = group[0]
-            return ((len(seg.slots), seg.psum_in, seg.final, seg.shared, seg.strip, seg.pool is None),)
+            return (
+                (len(seg.slots), seg.psum_in, seg.final, seg.shared, seg.strip, seg.pool is None, seg.o1 < 0),
+            )
         return tuple(
             [
-                (len(seg.slots), seg.psum_in, seg.final, seg.shared, seg.strip, seg.pool is None)
+                (len(seg.slots), seg.psum_in, seg.final, seg.shared, seg.strip, seg.pool is None, seg.o1 < 0)
                 for seg in group
             ]
         )
@@ -1032,7 +1131,8 @@ class _ConvLayerPasses:
         passes = _split_build(self.ctx, index, _conv_pass, group, self.layer)
         if key not in self.templates:
             # a shape whose first pass had to be split keeps being built by _split_build
-            plain = len(passes) == 1 and all(seg.pool is None for seg in group)
+            # (packed segments, tile.lanes = 2, are built pass by pass)
+            plain = len(passes) == 1 and all(seg.pool is None and seg.o1 < 0 for seg in group)
             self.templates[key] = _ConvTemplate(self.ctx, index, group) if plain else None
             if plain:
                 self.waiting[key] = ([], [])
@@ -1425,6 +1525,12 @@ def _schedule(low: Lowered, arch: ArchConfig, policy: str, progress: Callable[[s
             pool = _fusable_pool(ctx, layer, consumers)
             unit = pool is not None and pool_unit_fits(ctx.arch, pool)
             segs = _conv_segments(ctx, layer, pool, unit)
+            if any(seg.o1 >= 0 for group in segs for seg in group):
+                # packed chains (tile.lanes = 2) split a layer with a mapper or pooling into more
+                # segments: keep the plan without packing when it costs less
+                plain = _conv_segments(ctx, layer, pool, unit, pack=False)
+                if _plan_cost(ctx, plain) <= _plan_cost(ctx, segs):
+                    segs = plain
             if pool is not None and not unit:
                 apart = _conv_segments(ctx, layer, None)
                 pool_apart = _conv_segments(ctx, pool, None)

@@ -57,6 +57,14 @@ class TileConfig:
         "(optional, default 0: pooling then runs on a convolver)",
         default=0,
     )
+    lanes: int = _f(
+        1,
+        2,
+        "kernels a convolver packs into its K x K array over one shared input window, each making its "
+        "own output map (optional, default 1 as in NeuFlow; 2: two kernels of at most packed_size x "
+        "packed_size)",
+        default=1,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +186,15 @@ class ArchConfig:
         return self.convolvers * self.tile.convolver_size**2
 
     @property
+    def packed_size(self) -> int:
+        """Largest kernel side ``m`` that packs: ``lanes`` kernels of ``m x m`` taps fit the K x K
+        array (``lanes * m * m <= K * K``); K when a convolver does not pack."""
+        k, lanes = self.tile.convolver_size, self.tile.lanes
+        if lanes == 1:
+            return k
+        return math.isqrt(k * k // lanes)
+
+    @property
     def clock_hz(self) -> float:
         return self.grid.clock_mhz * 1e6
 
@@ -295,6 +312,11 @@ def _check_consistency(cfg: ArchConfig, label: str) -> None:
             )
     if cfg.convolvers == 0:
         raise TargetError(f"{label}: tile.convolvers must be at least 1 somewhere on the grid, not 0")
+    if cfg.tile.lanes > 1 and cfg.tile.convolver_size < 2:
+        raise TargetError(
+            f"{label}: a convolver packs {cfg.tile.lanes} kernels (tile.lanes) only if it holds at least "
+            f"two taps a side; tile.convolver_size is {cfg.tile.convolver_size}"
+        )
     if cfg.tile.line_buffer_words < cfg.tile.convolver_size:
         raise TargetError(
             f"{label}: tile.line_buffer_words must be at least tile.convolver_size "

@@ -16,7 +16,15 @@ says where its words enter its destination tile, a write stream's where they ent
 
 Source codes (the same at every router): ``0`` none, ``1`` the tile's output, ``2 + p`` I/O port
 ``p``, ``2 + ports + d`` the link arriving from the neighbour in direction ``d`` (0 north, 1 east,
-2 south, 3 west).
+2 south, 3 west), and, on a target whose convolvers pack two kernels (``tile.lanes = 2``),
+``2 + ports + 4`` the tile's lane-1 output (:func:`src_tile1`; a write stream of lane 1 starts its
+route there).
+
+Kernel packing (``tile.lanes = 2`` only; with one lane none of this exists): ``CONV_PACK`` makes a
+tile's convolver packed (``conv_layout`` ``packed``, ``bias1``); ``CONV_W`` words of a packed
+convolver with ``b >= 128`` carry lane 1's weights (row-major index ``b - 128`` into its block,
+stored in the kernel slots of :func:`nfc.rtl.convolver.lane_cells`); ``PORT`` ``c`` bit 6 is the
+stream's lane (``port_layout`` ``lane``).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from amaranth.lib.wiring import In, Out
 
 from nfc.arch import ArchConfig
 from nfc.compiler.encode import OPCODES
+from nfc.rtl.convolver import lane_cells
 
 __all__ = [
     "port_layout",
@@ -38,6 +47,7 @@ __all__ = [
     "source_bits",
     "SRC_NONE",
     "SRC_TILE",
+    "src_tile1",
     "src_port",
     "src_link",
     "DIRECTIONS",
@@ -62,8 +72,17 @@ def src_link(arch: ArchConfig, direction: int) -> int:
     return 2 + arch.io.ports + direction
 
 
+def src_tile1(arch: ArchConfig) -> int:
+    """Source code of the tile's lane-1 output (a packed convolver's second kernel; ``tile.lanes = 2``
+    only)."""
+    assert arch.tile.lanes == 2, "only a target with tile.lanes = 2 has a lane-1 output"
+    return 2 + arch.io.ports + len(DIRECTIONS)
+
+
 def source_bits(arch: ArchConfig) -> int:
-    return (2 + arch.io.ports + len(DIRECTIONS)).bit_length()
+    # the bits of the number of codes (one more than any code: on a one-lane target the largest is
+    # the last link's, 2 + ports + 3; with two lanes src_tile1, 2 + ports + 4)
+    return (2 + arch.io.ports + len(DIRECTIONS) + (arch.tile.lanes == 2)).bit_length()
 
 
 def neighbour(arch: ArchConfig, tile: int, direction: int) -> int | None:
@@ -94,6 +113,7 @@ def port_layout(arch: ArchConfig) -> data.StructLayout:
             "active": 1,
             "write": 1,
             "role": 2,  # 0 data, 1 partial sum, 2 output
+            **({"lane": 1} if arch.tile.lanes == 2 else {}),  # psum / out of a packed convolver's lane 1
             "tile": 8,  # tile the stream is delivered to / taken from
             "slot": 4,  # read data streams: order among the tile's data streams
             "src": source_bits(arch),  # where the stream's words enter the router it has reached
@@ -115,7 +135,9 @@ def port_layout(arch: ArchConfig) -> data.StructLayout:
 
 
 def conv_layout(arch: ArchConfig) -> data.StructLayout:
-    """One tile's convolver (``CONV``, ``CONV_LINK``, ``CONV_SHIFT``, ``CONV_W``)."""
+    """One tile's convolver (``CONV``, ``CONV_LINK``, ``CONV_SHIFT``, ``CONV_W``; ``CONV_PACK`` with
+    ``tile.lanes = 2``: ``packed`` and lane 1's ``bias1``, lane 1's weights in the kernel slots of
+    :func:`nfc.rtl.convolver.lane_cells`)."""
     k = arch.tile.convolver_size
     word = signed(arch.numerics.word_bits)
     return data.StructLayout(
@@ -138,6 +160,7 @@ def conv_layout(arch: ArchConfig) -> data.StructLayout:
             "act_tile": 8,
             "out_shift": signed(8),
             "bias": word,
+            **({"packed": 1, "bias1": word} if arch.tile.lanes == 2 else {}),
             "kernel": data.ArrayLayout(word, k * k),  # tap order (nfc.rtl.convolver.tap_order)
         }
     )
@@ -222,7 +245,16 @@ class ConfigDecoder(wiring.Component):
     beats : Out(32)
     error : Out(1)
         Sticky until ``PASS``: an unknown opcode, a route between tiles that are not neighbours, a
-        mapper after a convolver on another tile, a field out of range.
+        mapper after a convolver on another tile, a field out of range (with ``tile.lanes = 2`` also
+        a ``PORT`` of lane 1 with role data).
+
+    With ``tile.lanes = 2``: ``CONV_PACK`` (``a`` tile, ``arg[15:0]`` lane 1's bias) sets the tile's
+    ``packed`` and ``bias1``; a ``CONV_W`` word of a packed convolver with ``b >= 128`` writes lane 1's
+    weights ``b - 128`` and ``b - 127`` (row-major in its ``block_h x block_w`` block; row ``r``,
+    column ``c`` is tap ``(block_h - 1 - r) * m + block_w - 1 - c``, ``m = arch.packed_size``, held in
+    kernel slot ``lane_cells(K, m)[tap]``); ``PORT`` takes ``lane = c[6]``. Lane 1's weights are
+    dropped when the block is larger than ``m`` (the convolver refuses that configuration). A write
+    stream of lane 1 starts its route at :func:`src_tile1`.
     """
 
     def __init__(self, arch: ArchConfig):
@@ -256,6 +288,7 @@ class ConfigDecoder(wiring.Component):
         tiles = arch.grid.rows * arch.grid.cols
         cols = arch.grid.cols
         k = arch.tile.convolver_size
+        lanes = arch.tile.lanes
 
         ports = Signal.like(self.ports)
         convs = Signal.like(self.convs)
@@ -319,6 +352,8 @@ class ConfigDecoder(wiring.Component):
                 with m.Case(OPCODES["PORT"]):
                     p = ports[fa]
                     read_data = (fb == 0) & (fc[0:2] == 0)
+                    # c = role | lane << 6 | sync << 7; a write of lane 1 takes the tile's lane-1 output
+                    tile_src = Mux(fc[6], src_tile1(arch), SRC_TILE) if lanes == 2 else SRC_TILE
                     m.d.sync += [
                         cur_port.eq(fa),
                         p.active.eq(1),
@@ -326,13 +361,18 @@ class ConfigDecoder(wiring.Component):
                         p.role.eq(fc[0:2]),
                         p.tile.eq(arg),
                         p.slot.eq(Mux(read_data, data_slots[arg], 0)),
-                        p.src.eq(Mux(fb[0], SRC_TILE, 2 + fa)),
+                        p.src.eq(Mux(fb[0], tile_src, 2 + fa)),
                         stream_port[n_streams].eq(fa),
                         n_streams.eq(n_streams + 1),
                     ]
+                    if lanes == 2:
+                        m.d.sync += p.lane.eq(fc[6])
                     with m.If(read_data):
                         m.d.sync += data_slots[arg].eq(data_slots[arg] + 1)
-                    with m.If((fa >= n_ports) | ~tile_ok(arg) | (n_streams == n_ports)):
+                    bad_port = (fa >= n_ports) | ~tile_ok(arg) | (n_streams == n_ports)
+                    if lanes == 2:
+                        bad_port |= fc[6] & (fc[0:2] == 0)  # lane 1: partial sums or output only
+                    with m.If(bad_port):
                         m.d.sync += error.eq(1)
                 with m.Case(OPCODES["PORT_ADDR"]):
                     m.d.sync += ports[cur_port].address.eq(arg)
@@ -421,12 +461,46 @@ class ConfigDecoder(wiring.Component):
                     # (bh - 1 - r, bw - 1 - c); a padding weight past the block is dropped
                     u = convs[fa]
                     bw = Mux(u.block_w == 0, 1, u.block_w)
-                    for index, value in ((fb, hi), (fb + 1, lo)):
-                        row, col = Signal(8), Signal(8)
-                        m.d.comb += [row.eq(index // bw), col.eq(index % bw)]
-                        tap = (u.block_h - 1 - row) * k + (u.block_w - 1 - col)
-                        with m.If(index < u.block_h * u.block_w):
-                            m.d.sync += u.kernel[tap[: (k * k - 1).bit_length()]].eq(value)
+
+                    def lane0_weights(u=u, bw=bw):
+                        for index, value in ((fb, hi), (fb + 1, lo)):
+                            row, col = Signal(8), Signal(8)
+                            m.d.comb += [row.eq(index // bw), col.eq(index % bw)]
+                            tap = (u.block_h - 1 - row) * k + (u.block_w - 1 - col)
+                            with m.If(index < u.block_h * u.block_w):
+                                m.d.sync += u.kernel[tap[: (k * k - 1).bit_length()]].eq(value)
+
+                    if lanes == 2:
+                        # a packed convolver's lane 1 (b >= 128, after CONV_PACK): row-major index
+                        # b - 128 of its block; tap (q', n') = (bh - 1 - r, bw - 1 - c) is held in the
+                        # kernel slot of cell lane_cells(K, m)[q' * m + n']; dropped past the block,
+                        # or when the block is larger than m (the convolver refuses that)
+                        pm = arch.packed_size
+                        cells = lane_cells(k, pm)[: pm * pm]
+                        fits = (u.block_h <= pm) & (u.block_w <= pm)
+                        with m.If(u.packed & fb[7]):
+                            for index, value in ((fb[0:7], hi), (fb[0:7] + 1, lo)):
+                                row, col, tap1 = Signal(8), Signal(8), Signal(8)
+                                m.d.comb += [
+                                    row.eq(index // bw),
+                                    col.eq(index % bw),
+                                    tap1.eq((u.block_h - 1 - row) * pm + (u.block_w - 1 - col)),
+                                ]
+                                with m.If(fits & (index < u.block_h * u.block_w)):
+                                    with m.Switch(tap1):
+                                        for t, cell in enumerate(cells):
+                                            with m.Case(t):
+                                                m.d.sync += u.kernel[cell].eq(value)
+                        with m.Else():
+                            lane0_weights()
+                    else:
+                        lane0_weights()
+                if lanes == 2:
+                    with m.Case(OPCODES["CONV_PACK"]):
+                        # a = tile; arg[15:0] = lane 1's bias: the convolver packs two kernels
+                        m.d.sync += [convs[fa].packed.eq(1), convs[fa].bias1.eq(lo)]
+                        with m.If(~tile_ok(fa)):
+                            m.d.sync += error.eq(1)
                 if pools is not None:
                     with m.Case(OPCODES["POOL"]):
                         q = pools[fa]

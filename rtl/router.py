@@ -7,6 +7,10 @@ input slots and its partial-sum input, and one to each write DMA attached to it.
 is a :class:`~nfc.rtl.pipeline.DelayLine` of ``tile.router_latency`` cycles (a hop); everything
 delivered to the tile itself or to a port here passes without delay.
 
+On a target whose convolvers pack two kernels (``tile.lanes = 2``) the router also sees the tile's
+lane-1 output (source :func:`~nfc.rtl.config.src_tile1`, for links and write DMAs) and sends one
+source to the tile's lane-1 partial-sum input (``psum1``).
+
 Nothing is back-pressured in the grid (docs/architecture.md §13): the router drives ``valid`` and
 ``payload`` and keeps every input's ``ready`` high.
 """
@@ -18,7 +22,16 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from nfc.arch import ArchConfig
-from nfc.rtl.config import DIRECTIONS, SRC_TILE, neighbour, port_tiles, source_bits, src_link, src_port
+from nfc.rtl.config import (
+    DIRECTIONS,
+    SRC_TILE,
+    neighbour,
+    port_tiles,
+    source_bits,
+    src_link,
+    src_port,
+    src_tile1,
+)
 from nfc.rtl.pipeline import DelayLine
 
 __all__ = ["Router", "input_slots"]
@@ -60,6 +73,13 @@ class Router(wiring.Component):
     slots : Out(stream.Signature(word)).array(slots)
     psum : Out(stream.Signature(word))
     write_<p> : Out(stream.Signature(word))
+    tile_out1 : In(stream.Signature(word))
+        ``tile.lanes = 2`` only: the tile's lane-1 output (source ``src_tile1``), for links and write
+        DMAs.
+    psum1_sel : In(source code)
+        ``tile.lanes = 2`` only: the source of the tile's lane-1 partial-sum input.
+    psum1 : Out(stream.Signature(word))
+        ``tile.lanes = 2`` only.
     """
 
     def __init__(self, arch: ArchConfig, tile: int):
@@ -77,6 +97,12 @@ class Router(wiring.Component):
             "slots": Out(stream.Signature(word)).array(input_slots(arch)),
             "psum": Out(stream.Signature(word)),
         }
+        if arch.tile.lanes == 2:
+            members |= {
+                "tile_out1": In(stream.Signature(word)),
+                "psum1_sel": In(code),
+                "psum1": Out(stream.Signature(word)),
+            }
         for p in self.ports_here:
             members[f"port_{p}"] = In(stream.Signature(word))
             members[f"write_sel_{p}"] = In(code)
@@ -90,6 +116,8 @@ class Router(wiring.Component):
         arch = self.arch
         m = Module()
         sources = {SRC_TILE: self.tile_out}
+        if arch.tile.lanes == 2:
+            sources[src_tile1(arch)] = self.tile_out1
         for p in self.ports_here:
             sources[src_port(p)] = getattr(self, f"port_{p}")
         for d in self.directions:
@@ -97,7 +125,8 @@ class Router(wiring.Component):
         for s in sources.values():
             m.d.comb += s.ready.eq(1)
         # the tile's operators never read the tile's own output (no loop through the router)
-        inputs = {c: s for c, s in sources.items() if c != SRC_TILE}
+        own = {SRC_TILE, src_tile1(arch)} if arch.tile.lanes == 2 else {SRC_TILE}
+        inputs = {c: s for c, s in sources.items() if c not in own}
 
         def select(out: stream.Interface, code, choices) -> None:
             with m.Switch(code):
@@ -114,6 +143,8 @@ class Router(wiring.Component):
         for n in range(input_slots(arch)):
             select(self.slots[n], self.slot_sel[n], inputs)
         select(self.psum, self.psum_sel, inputs)
+        if arch.tile.lanes == 2:
+            select(self.psum1, self.psum1_sel, inputs)
         for p in self.ports_here:
             select(getattr(self, f"write_{p}"), getattr(self, f"write_sel_{p}"), sources)
         return m

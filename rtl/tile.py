@@ -11,6 +11,12 @@ The configuration decides what the tile does in a pass (docs/architecture.md §1
   copy of its next read stream (a copy pass); on a target with pooling units (``tile.poolers``),
   an active **pooling unit** (:class:`~nfc.rtl.pool.Pooler`) takes that output and the tile's output
   is the pooled map.
+
+On a target whose convolvers pack two kernels (``tile.lanes = 2``), a **packed** convolver
+(``conv.packed``) makes two output maps over one input window: lane 0's is the tile's output ``o``
+and lane 1's its second output ``o1``, both raw (no mapper, ALU or pooling unit in that pass). Lane
+1's partial sums come, like lane 0's, from a partial-sum stream (``psum1``) or over a chain link
+(``chain1``: the lane-1 output of the tile lane 0 chains from).
 """
 
 from __future__ import annotations
@@ -54,6 +60,12 @@ class Tile(wiring.Component):
         Pass start: operators drop their state.
     o : Out(stream.Signature(word))
         The tile's output.
+    psum1 : In(stream.Signature(word))
+        ``tile.lanes = 2`` only: lane 1's partial-sum stream (from a port).
+    chain1 : In(stream.Signature(word))
+        ``tile.lanes = 2`` only: the lane-1 output of the convolver this one chains from (one hop).
+    o1 : Out(stream.Signature(word))
+        ``tile.lanes = 2`` only: a packed convolver's lane-1 output (no word when not packed).
     error : Out(1)
         An operator saw its contract broken (a FIFO overflow, a refused configuration).
     """
@@ -76,6 +88,15 @@ class Tile(wiring.Component):
                 "clear": In(1),
                 "o": Out(stream.Signature(word)),
                 "error": Out(1),
+                **(
+                    {
+                        "psum1": In(stream.Signature(word)),
+                        "chain1": In(stream.Signature(word)),
+                        "o1": Out(stream.Signature(word)),
+                    }
+                    if arch.tile.lanes == 2
+                    else {}
+                ),
             }
         )
 
@@ -89,7 +110,8 @@ class Tile(wiring.Component):
         m.submodules.conv = cv = Convolver(arch)
         m.submodules.mapper = mapper = Mapper(arch)
         m.submodules.alu = alu = Alu(arch)
-        for s in [*self.slots, self.psum, self.chain]:
+        lanes = arch.tile.lanes
+        for s in [*self.slots, self.psum, self.chain, *([self.psum1, self.chain1] if lanes == 2 else [])]:
             m.d.comb += s.ready.eq(1)  # nothing waits in the grid (the compiler's FIFO bounds)
 
         def feed(port: stream.Interface, valid, payload) -> None:
@@ -145,6 +167,17 @@ class Tile(wiring.Component):
             u.active & (u.psum_src != 0) & Mux(from_chain, self.chain.valid, self.psum.valid),
             Mux(from_chain, self.chain.payload, self.psum.payload),
         )
+        if lanes == 2:
+            # packed: lane 1's partial sums chain the way lane 0's do, its output is the tile's o1
+            packed = Signal(name="packed")
+            m.d.comb += [packed.eq(u.active & u.packed), cv.packed.eq(u.packed), cv.bias1.eq(u.bias1)]
+            feed(
+                cv.psum1,
+                packed & (u.psum_src != 0) & Mux(from_chain, self.chain1.valid, self.psum1.valid),
+                Mux(from_chain, self.chain1.payload, self.psum1.payload),
+            )
+            m.d.comb += cv.o1.ready.eq(1)
+            feed(self.o1, packed & cv.o1.valid, cv.o1.payload)
 
         # -- the read streams in stream order: the convolver's, the mapper's, the ALU's two ------------
         conv_slot = u.active & ~self.fed
@@ -185,14 +218,25 @@ class Tile(wiring.Component):
         copy_valid, copy_payload = pick(copy_slot, list(self.slots), "copy")
         m.d.comb += [cv.o.ready.eq(1), mapper.o.ready.eq(1), alu.o.ready.eq(1)]
         out = stream.Signature(self.o.payload.shape()).create(path=("tile_out",))
-        with m.If(al.active):
-            feed(out, alu.o.valid, alu.o.payload)
-        with m.Elif(mp.active):
-            feed(out, mapper.o.valid, mapper.o.payload)
-        with m.Elif(u.active):
-            feed(out, cv.o.valid, cv.o.payload)
-        with m.Else():
-            feed(out, copy_valid, copy_payload)
+
+        def unpacked_output() -> None:
+            with m.If(al.active):
+                feed(out, alu.o.valid, alu.o.payload)
+            with m.Elif(mp.active):
+                feed(out, mapper.o.valid, mapper.o.payload)
+            with m.Elif(u.active):
+                feed(out, cv.o.valid, cv.o.payload)
+            with m.Else():
+                feed(out, copy_valid, copy_payload)
+
+        if lanes == 2:
+            # a packed convolver's lane 0, raw (the compiler puts no mapper, ALU or pooling on it)
+            with m.If(packed):
+                feed(out, cv.o.valid, cv.o.payload)
+            with m.Else():
+                unpacked_output()
+        else:
+            unpacked_output()
         if arch.tile.poolers:
             q = self.pool
             m.submodules.pool = pool = Pooler(arch)
@@ -200,7 +244,8 @@ class Tile(wiring.Component):
                 m.d.comb += getattr(pool, f).eq(getattr(q, f))
             m.d.comb += [pool.apply_out_shift.eq(1), pool.clear.eq(self.clear)]
             feed(pool.i, out.valid & q.active, out.payload)
-            with m.If(q.active):
+            pooled = q.active & ~packed if lanes == 2 else q.active
+            with m.If(pooled):
                 feed(self.o, pool.o.valid, pool.o.payload)
             with m.Else():
                 feed(self.o, out.valid, out.payload)

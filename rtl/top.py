@@ -22,6 +22,11 @@ raises ``error`` instead).
 * **Tiles** (:class:`~nfc.rtl.tile.Tile`). One convolver (behind its alignment delay), one mapper,
   one ALU. A convolver's partial sum, or a pooling convolver's input, may come from another tile's
   output over a chain link (one hop, ``tile.router_latency`` cycles).
+* **Packing** (targets with ``tile.lanes = 2`` only). A packed convolver's second output (lane 1)
+  enters its router as source :func:`~nfc.rtl.config.src_tile1` (for a write stream of lane 1)
+  and has its own chain link; a convolver chaining from another tile takes lane 1's partial sums
+  from that tile's lane-1 link, and a partial-sum stream of lane 1 goes to the tile's ``psum1``
+  (its window counter follows the tile's data stream like lane 0's).
 """
 
 from __future__ import annotations
@@ -252,8 +257,13 @@ class Accelerator(wiring.Component):
             # (outputs no write stream takes) is dropped when the next pass is committed
             m.submodules[f"tile{t}"] = ResetInserter(ctl.clear)(tile_units[t])
             m.submodules[f"router{t}"] = ResetInserter(ctl.clear)(routers[t])
+        lanes = arch.tile.lanes
         for t, (tl, rt) in enumerate(zip(tile_units, routers, strict=True)):
             wiring.connect(m, tl.o, rt.tile_out)
+            if lanes == 2:
+                # lane 1's output enters the router too (write streams of lane 1), and its chain link
+                wiring.connect(m, tl.o1, rt.tile_out1)
+                wiring.connect(m, rt.psum1, tl.psum1)
             for p in rt.ports_here:
                 wiring.connect(m, reads[p].o, getattr(rt, f"port_{p}"))
                 # a write port takes words only while its pass streams: a word a unit still makes for
@@ -286,8 +296,14 @@ class Accelerator(wiring.Component):
                     # a read data stream taken here on its way to another tile
                     with m.If(cfg.active & ~cfg.write & (cfg.role == 0) & tap.active & (tap.slot == n)):
                         m.d.comb += rt.slot_sel[n].eq(tap.src)
-                with m.If(mine & (cfg.role == 1)):
-                    m.d.comb += rt.psum_sel.eq(cfg.src)
+                if lanes == 2:
+                    with m.If(mine & (cfg.role == 1) & ~cfg.lane):
+                        m.d.comb += rt.psum_sel.eq(cfg.src)
+                    with m.If(mine & (cfg.role == 1) & cfg.lane):
+                        m.d.comb += rt.psum1_sel.eq(cfg.src)
+                else:
+                    with m.If(mine & (cfg.role == 1)):
+                        m.d.comb += rt.psum_sel.eq(cfg.src)
             m.d.comb += [tl.conv.eq(convs[t]), tl.map.eq(maps[t]), tl.alu.eq(alus[t]), tl.clear.eq(ctl.clear)]
             if arch.tile.poolers:
                 m.d.comb += tl.pool.eq(dec.pools[t])
@@ -301,6 +317,17 @@ class Accelerator(wiring.Component):
             m.d.comb += [line.i.valid.eq(tile_units[t].o.valid), line.i.payload.eq(tile_units[t].o.payload)]
             m.d.comb += line.o.ready.eq(1)
             chain.append(line.o)
+        chain1 = []  # lane 1's chain links (tile.lanes = 2): every tile's lane-1 output, one hop later
+        if lanes == 2:
+            for t in range(tiles):
+                line = DelayLine(word, h)
+                m.submodules[f"chain1_{t}"] = ResetInserter(ctl.clear)(line)
+                m.d.comb += [
+                    line.i.valid.eq(tile_units[t].o1.valid),
+                    line.i.payload.eq(tile_units[t].o1.payload),
+                ]
+                m.d.comb += line.o.ready.eq(1)
+                chain1.append(line.o)
         for t in range(tiles):
             u, tl = convs[t], tile_units[t]
             feeder, fed = Signal(8, name=f"tile{t}_feeder"), Signal(name=f"tile{t}_fed")
@@ -315,6 +342,11 @@ class Accelerator(wiring.Component):
                 for f in range(tiles):
                     with m.Case(f):
                         m.d.comb += [tl.chain.valid.eq(chain[f].valid), tl.chain.payload.eq(chain[f].payload)]
+                        if lanes == 2:
+                            m.d.comb += [
+                                tl.chain1.valid.eq(chain1[f].valid),
+                                tl.chain1.payload.eq(chain1[f].payload),
+                            ]
             # the convolver's input size: its data stream's region, or its feeder's output
             m.d.comb += [tl.fed.eq(fed), tl.rows.eq(first_rows[t]), tl.cols.eq(first_cols[t])]
             with m.If(fed):

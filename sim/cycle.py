@@ -167,6 +167,7 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
     # -- read streams: arrival of every word at its tile ---------------------------------------------
     data: dict[int, list[tuple[DecodedStream, np.ndarray]]] = {}
     psum_streams: dict[int, DecodedStream] = {}
+    psum_streams1: dict[int, DecodedStream] = {}  # lane 1 of packed convolvers
     for s in p.streams:
         if s.direction != "read":
             continue
@@ -174,7 +175,7 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
         read_bytes += _inside(s) * wb
         hops += s.words * n_hops
         if s.role == "psum":
-            psum_streams[s.tile] = s
+            (psum_streams1 if s.lane else psum_streams)[s.tile] = s
         else:
             n = s.rows * s.cols
             if n > p.beats:
@@ -185,6 +186,7 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
             for t in s.taps:  # taken on the way, after the hops to that tile
                 data.setdefault(t, []).append((s, beats[:n] + lat + s.route.index(t) * h))
     results: dict[int, np.ndarray] = {}  # tile -> time each word of its outgoing stream leaves it
+    results1: dict[int, np.ndarray] = {}  # the same for lane 1 of a packed convolver
     shapes: dict[int, tuple[int, int]] = {}  # tile -> (rows, cols) of that outgoing stream
     try:
         order = conv_order(p)
@@ -206,33 +208,48 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
         busy[f"conv:{u.tile}"] = busy.get(f"conv:{u.tile}", 0) + t_in.size
         oh, ow, last = _windows(u, rows, cols)
         ready = t_in[last]
+        lanes = 2 if u.packed else 1
+        psums = []  # the arrival of each lane's partial sums
         if src is not None:
-            psum = results[src] + h
-            hops += psum.size
-        elif u.psum_from == "port":
-            ps = psum_streams[u.tile]
-            if ps.rows * ps.cols != oh * ow:
-                raise ContractError(f"pass {p.index}: tile {u.tile} partial sums do not match its windows")
-            # output synchronous: partial sum k is requested on the beat of the word completing window k
-            psum = beats[last] + lat + (len(ps.route) - 1) * h
-        else:
-            psum = None
-        if psum is not None:
-            skew = np.abs(psum - ready)
-            if skew.size and int(skew.max()) > fifo:
+            if u.packed and src not in results1:
                 raise ContractError(
-                    f"pass {p.index}: tile {u.tile}: data and partial sum are {int(skew.max())} cycles apart, "
+                    f"pass {p.index}: the packed convolver on tile {u.tile} chains from tile {src}, "
+                    "which packs no second kernel"
+                )
+            psums = [results[src] + h] * lanes  # a packed convolver's lanes leave together
+            hops += psums[0].size * lanes
+        elif u.psum_from == "port":
+            for lane, streams in enumerate((psum_streams, psum_streams1)[:lanes]):
+                ps = streams.get(u.tile)
+                if ps is None or ps.rows * ps.cols != oh * ow:
+                    raise ContractError(
+                        f"pass {p.index}: tile {u.tile} lane {lane} partial sums do not match its windows"
+                    )
+                # output synchronous: partial sum k is requested on the beat of the word completing window k
+                psums.append(beats[last] + lat + (len(ps.route) - 1) * h)
+        if psums:
+            # the window and its partial sums join when the last of them is in; each waits for it
+            # in its FIFO
+            join = ready
+            for psum in psums:
+                join = np.maximum(join, psum)
+            skew = max(int((join - t).max()) for t in (ready, *psums)) if join.size else 0
+            if skew > fifo:
+                raise ContractError(
+                    f"pass {p.index}: tile {u.tile}: data and partial sum are {skew} cycles apart, "
                     f"more than the {fifo}-word FIFO holds (the program needs a different alignment delay)"
                 )
-            ready = np.maximum(ready, psum)
+            ready = join
         out = ready + CONV_LATENCY
-        macs += u.block[0] * u.block[1] * oh * ow
+        macs += u.block[0] * u.block[1] * oh * ow * lanes
         if u.act_tile >= 0:
             out = out + MAP_LATENCY
             mapper_ops += out.size
             busy[f"map:{u.act_tile}"] = busy.get(f"map:{u.act_tile}", 0) + out.size
         results[u.tile] = out
         shapes[u.tile] = (oh, ow)
+        if u.packed:
+            results1[u.tile] = out
     for m in p.maps:
         if any(u.act_tile == m.tile for u in p.convs):
             continue
@@ -263,7 +280,13 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
     for s in p.streams:
         if s.direction != "write":
             continue
-        if s.tile in results:
+        if s.lane:
+            if s.tile not in results1:
+                raise ContractError(
+                    f"pass {p.index}: write stream from lane 1 of tile {s.tile} has nothing to write"
+                )
+            t_out = results1[s.tile]
+        elif s.tile in results:
             t_out = results[s.tile]
         elif data.get(s.tile):
             t_out = data[s.tile].pop(0)[1]  # a copy: the read stream goes straight out

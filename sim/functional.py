@@ -70,8 +70,9 @@ def _write(mem: np.ndarray, s: DecodedStream, values: np.ndarray) -> None:
     mem[s.address + rows[:, None] * W + cols[None, :]] = values
 
 
-def _window(u: DecodedConv, x: np.ndarray) -> np.ndarray:
-    """Window sums (mac) or maxima (max) of the data map ``x`` for convolver ``u``.
+def _window(u: DecodedConv, x: np.ndarray, kernel: tuple[int, ...] | None = None) -> np.ndarray:
+    """Window sums (mac) or maxima (max) of the data map ``x`` for convolver ``u`` (``kernel``: a
+    packed convolver's second kernel instead of its first).
 
     Sums are exact in float64: a window sum of 16-bit words and weights stays far below 2**53."""
     (bh, bw), (sh, sw), (dh, dw) = u.block, u.stride, u.dilation
@@ -80,7 +81,7 @@ def _window(u: DecodedConv, x: np.ndarray) -> np.ndarray:
         win = sliding_window_view(x, span)[::sh, ::sw, ::dh, ::dw]
         return win.max(axis=(2, 3)).astype(np.int64)
     win = sliding_window_view(x.astype(np.float64), span)[::sh, ::sw, ::dh, ::dw]
-    k = np.asarray(u.kernel, dtype=np.float64).reshape(bh, bw)
+    k = np.asarray(u.kernel if kernel is None else kernel, dtype=np.float64).reshape(bh, bw)
     return np.einsum("hwij,ij->hw", win, k).astype(np.int64)
 
 
@@ -107,17 +108,19 @@ def pool_words(q: DecodedPool, x: np.ndarray) -> np.ndarray:
 def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
     data: dict[int, list[np.ndarray]] = {}
     psum_in: dict[int, np.ndarray] = {}
+    psum_in1: dict[int, np.ndarray] = {}  # lane 1 of packed convolvers
     for s in p.streams:
         if s.direction != "read":
             continue
         words = _read(mem, s)
         if s.role == "psum":
-            psum_in[s.tile] = words
+            (psum_in1 if s.lane else psum_in)[s.tile] = words
         else:
             for t in (s.tile, *s.taps):  # the stream's tile, then the tiles taking it on its way
                 data.setdefault(t, []).append(words)
     maps = {m.tile: m for m in p.maps}
     results: dict[int, np.ndarray] = {}  # tile -> stream leaving the tile
+    results1: dict[int, np.ndarray] = {}  # tile -> lane 1 of its packed convolver
     try:
         order = conv_order(p)
     except ValueError as exc:
@@ -148,6 +151,26 @@ def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
         elif u.to == "port":
             out = saturate(round_shift(out, u.out_shift), WORD_BITS)[0]
         results[u.tile] = out
+        if u.packed:  # the second kernel over the same window, with its own partial sums
+            psum1 = (
+                results1.get(src)
+                if src is not None
+                else psum_in1.get(u.tile)
+                if u.psum_from == "port"
+                else None
+            )
+            if u.psum_from != "bias" and psum1 is None:
+                raise NfcError(f"pass {p.index}: tile {u.tile} lane 1 has no partial sums (program error)")
+            if psum1 is None:
+                psum1 = np.full(acc.shape, u.bias1, np.int64)
+            if psum1.shape != acc.shape or u.act_tile >= 0:
+                raise NfcError(
+                    f"pass {p.index}: tile {u.tile} lane 1 does not chain as lane 0 (program error)"
+                )
+            out1 = saturate(psum1 + round_shift(_window(u, x, u.kernel1), u.shift), WORD_BITS)[0]
+            if u.to == "port":
+                out1 = saturate(round_shift(out1, u.out_shift), WORD_BITS)[0]
+            results1[u.tile] = out1
     for m in p.maps:  # mappers of map passes (not after a convolver)
         if any(u.act_tile == m.tile for u in p.convs):
             continue
@@ -162,7 +185,13 @@ def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
     for s in p.streams:
         if s.direction != "write":
             continue
-        if s.tile in results:
+        if s.lane:
+            if s.tile not in results1:
+                raise NfcError(
+                    f"pass {p.index}: write stream from lane 1 of tile {s.tile} has nothing to write"
+                )
+            _write(mem, s, results1[s.tile])
+        elif s.tile in results:
             _write(mem, s, results[s.tile])
         elif s.tile in data and data[s.tile]:  # a copy: the read stream goes straight out
             _write(mem, s, data[s.tile].pop(0))

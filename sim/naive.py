@@ -14,12 +14,16 @@ hardware does, knowing nothing of the formulas: it clocks a model of the grid on
   cycles per router hop;
 * a convolver takes its input through the alignment FIFO (a delay line of ``delay`` cycles), counts
   rows and columns of its input like a line buffer filling up to recognise the word that completes
-  a window, joins each window with its partial sum (one FIFO per input, firing when both heads are
+  a window, joins each window with its partial sum (one FIFO per input, firing when every head is
   present; a FIFO entry that waits more than ``tile.fifo_depth`` cycles, or a FIFO holding more than
   ``tile.fifo_depth`` entries, breaks the contract) and sends the result down an output pipeline;
+  a *packed* convolver (``tile.lanes = 2``) has a third FIFO, lane 1's partial sums (from its own
+  partial-sum DMA, or from the lane-1 output of the chain's previous convolver), joins the window
+  with both partial sums, and sends its lane-1 output out on the cycle its lane-0 output leaves;
 * mappers, ALUs and copies, chain links (``h`` cycles), pooling units (counters over the tile's
   output recognising the word that completes a window, then ``POOL_LATENCY``), and write ports
-  whose words count as written when they leave a delay line of ``hops x h + WRITE_LATENCY`` cycles.
+  whose words count as written when they leave a delay line of ``hops x h + WRITE_LATENCY`` cycles
+  (a write stream of lane 1 takes the lane-1 output of its tile's packed convolver).
 
 The pass ends when every write stream has written all its words; it takes one cycle more than the
 cycle of its last write. Values are not modelled, only when words move. Speed is not a goal: the
@@ -48,7 +52,10 @@ class NaiveTiming:
     the last beat inclusive). ``memory_stall_cycles``: those of them on which no beat fired.
     ``beats``: beats fired. ``busy``: words each operator accepted (``conv:<tile>``, ``map:<tile>``,
     ``alu:<tile>``). ``fifo_peak``: the most entries any join FIFO of a convolver held at the end of
-    a cycle (``conv:<tile>``, convolvers with a partial-sum input only).
+    a cycle (``conv:<tile>``, convolvers with a partial-sum input only). ``macs``: configured taps of
+    every window that went into a convolver's output pipeline, both lanes of a packed convolver
+    (the cycle model's ``events.macs``). ``last_writes``: per write stream, in stream order, the
+    cycle of its last memory write.
     """
 
     index: int
@@ -60,6 +67,8 @@ class NaiveTiming:
     beats: int
     busy: dict[str, int] = field(default_factory=dict)
     fifo_peak: dict[str, int] = field(default_factory=dict)
+    macs: int = 0
+    last_writes: tuple[int, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -279,7 +288,10 @@ class _PsumDma:
 
 class _Conv(_Unit):
     """A convolver: alignment FIFO, line-buffer counters, the join with its partial sums, and the
-    output pipeline (``CONV_LATENCY``, then ``MAP_LATENCY`` through a mapper at a chain's end)."""
+    output pipeline (``CONV_LATENCY``, then ``MAP_LATENCY`` through a mapper at a chain's end).
+
+    A packed convolver (``u.packed``) has a second partial-sum input and FIFO (lane 1) and a second
+    output, :attr:`lane1`: both lanes' results of a window leave on the same cycle."""
 
     def __init__(self, u: DecodedConv, clock: _Clock, arch: ArchConfig, index: int):
         super().__init__()
@@ -294,13 +306,25 @@ class _Conv(_Unit):
         self.input: _Path | None = None  # words arriving at the tile (stream or chain link)
         self.align = clock.line(u.delay)  # the alignment FIFO
         self.psum: _Path | None = None  # partial sums arriving (port stream or chain link)
+        self.psum1: _Path | None = None  # lane 1's partial sums (packed convolvers)
         self.windows = clock.fifo(f"conv:{u.tile} window")
         self.sums = clock.fifo(f"conv:{u.tile} psum")
+        self.sums1 = clock.fifo(f"conv:{u.tile} psum lane 1") if u.packed else None
+        self.lane1 = _Unit() if u.packed else None  # lane 1's output: leaves with lane 0's
         self.conv_pipe = clock.line(CONV_LATENCY)
         self.map_pipe = clock.line(MAP_LATENCY) if u.act_tile >= 0 else None
         self.lb: _LineBuffer | None = None
         self.accepted = 0
         self.mapped = 0
+        self.macs = 0
+
+    def joins(self) -> list[_Fifo]:
+        """The FIFOs a window waits in for its partial sums (the window's first)."""
+        if self.psum is None:
+            return [self.windows]
+        if self.sums1 is None:
+            return [self.windows, self.sums]
+        return [self.windows, self.sums, self.sums1]
 
     def step(self) -> None:
         assert self.input is not None and self.lb is not None
@@ -309,32 +333,43 @@ class _Conv(_Unit):
             self.accepted += 1
             if self.lb.word():
                 self.windows.push()
+        fired = False
         if self.psum is None:  # bias start or pooling: a window goes on as soon as it is complete
             if self.windows.ages:
                 self.windows.pop()
-                self.conv_pipe.push()
+                fired = True
         else:
             self.sums.push(self.psum.take())
-            if self.windows.ages and self.sums.ages:
-                apart = abs(self.windows.pop() - self.sums.pop())
+            if self.sums1 is not None:
+                assert self.psum1 is not None
+                self.sums1.push(self.psum1.take())
+            heads = self.joins()
+            if all(f.ages for f in heads):
+                ages = [f.pop() for f in heads]
+                apart = max(ages) - min(ages)
                 if apart > self.fifo_depth:
                     raise ContractError(
                         f"pass {self.index}: tile {self.u.tile}: data and partial sum are {apart} "
                         f"cycles apart, more than the {self.fifo_depth}-word FIFO holds"
                     )
-                self.conv_pipe.push()
-            for f in (self.windows, self.sums):
+                fired = True
+            for f in heads:
                 if len(f.ages) > self.fifo_depth:
                     raise ContractError(
                         f"pass {self.index}: tile {self.u.tile}: {len(f.ages)} words wait in the "
                         f"{self.fifo_depth}-word FIFO ({f.name})"
                     )
+        if fired:
+            self.conv_pipe.push()
+            self.macs += self.u.block[0] * self.u.block[1] * (2 if self.u.packed else 1)
         n = self.conv_pipe.take()
         if self.map_pipe is not None:
             self.mapped += n
             self.map_pipe.push(n)
             n = self.map_pipe.take()
         self.emit(n)
+        if self.lane1 is not None:
+            self.lane1.emit(n)
 
 
 class _Mapper(_Unit):
@@ -449,13 +484,14 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
     # -- read streams -------------------------------------------------------------------------------
     dmas: list[_ReadDma] = []
     psum_dmas: dict[int, _PsumDma] = {}
+    psum_dmas1: dict[int, _PsumDma] = {}  # lane 1 of packed convolvers
     free_data: dict[int, list[_ReadDma]] = {}  # tile -> its data streams no unit took yet
     for s in p.streams:
         if s.direction != "read":
             continue
         path = _Path(clock, [lat] + [h] * (len(s.route) - 1))
         if s.role == "psum":
-            psum_dmas[s.tile] = _PsumDma(s, path, p.index)
+            (psum_dmas1 if s.lane else psum_dmas)[s.tile] = _PsumDma(s, path, p.index)
         else:
             dma = _ReadDma(s, path)
             dmas.append(dma)
@@ -501,13 +537,27 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
                     raise ContractError(f"pass {p.index}: tile {u.tile} takes partial sums from no convolver")
                 cv.psum = _Path(clock, [h])
                 convs[src].subscribers.append(cv.psum)
+                if u.packed:  # lane 1's partial sums: the source's lane-1 output, over a link of its own
+                    lane1 = convs[src].lane1
+                    if lane1 is None:
+                        raise ContractError(
+                            f"pass {p.index}: tile {u.tile} lane 1 takes partial sums from tile {src}, "
+                            "which packs no second kernel"
+                        )
+                    cv.psum1 = _Path(clock, [h])
+                    lane1.subscribers.append(cv.psum1)
             elif u.psum_from == "port":
-                if u.tile not in psum_dmas or dma is None:
-                    raise ContractError(f"pass {p.index}: tile {u.tile} has no partial-sum stream")
-                pd = psum_dmas[u.tile]
-                pd.lb = _LineBuffer(_geometry(u), rows, cols)
-                dma.watchers.append(pd)
-                cv.psum = pd.path
+                for lane, dmas_of_lane in enumerate((psum_dmas, psum_dmas1)[: 2 if u.packed else 1]):
+                    if u.tile not in dmas_of_lane or dma is None:
+                        which = " for lane 1" if lane else ""
+                        raise ContractError(f"pass {p.index}: tile {u.tile} has no partial-sum stream{which}")
+                    pd = dmas_of_lane[u.tile]
+                    pd.lb = _LineBuffer(_geometry(u), rows, cols)
+                    dma.watchers.append(pd)
+                    if lane:
+                        cv.psum1 = pd.path
+                    else:
+                        cv.psum = pd.path
             producers[u.tile] = cv
             order.append(cv)
             pending.remove(u)
@@ -553,7 +603,14 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
         if s.direction != "write":
             continue
         wp = _WritePort(s, _Path(clock, [h] * (len(s.route) - 1) + [WRITE_LATENCY]))
-        if s.tile in producers:
+        if s.lane:  # the lane-1 output of the tile's packed convolver
+            lane1 = convs[s.tile].lane1 if s.tile in convs else None
+            if lane1 is None:
+                raise ContractError(
+                    f"pass {p.index}: write stream from lane 1 of tile {s.tile} has nothing to write"
+                )
+            lane1.subscribers.append(wp.path)
+        elif s.tile in producers:
             producers[s.tile].subscribers.append(wp.path)
         elif free_data.get(s.tile):
             copy = _Copy()
@@ -606,11 +663,14 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
             raise ContractError(
                 f"pass {p.index}: a read stream of {dma.words} words in a pass of {p.beats} beats"
             )
-    for pd in psum_dmas.values():
+    for pd in [*psum_dmas.values(), *psum_dmas1.values()]:
         if pd.sent != pd.words:
-            raise ContractError(f"pass {p.index}: tile {pd.s.tile} partial sums do not match its windows")
+            lane = f" lane {pd.s.lane}" if pd.s.lane else ""
+            raise ContractError(
+                f"pass {p.index}: tile {pd.s.tile}{lane} partial sums do not match its windows"
+            )
     for cv in order:
-        if cv.windows.ages or cv.sums.ages:
+        if any(f.ages for f in cv.joins()):
             raise ContractError(f"pass {p.index}: tile {cv.u.tile}: windows and partial sums do not pair up")
     for wp in writes:
         if wp.written != wp.s.words:
@@ -624,7 +684,7 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
             key = f"map:{cv.u.act_tile}"
             busy[key] = busy.get(key, 0) + cv.mapped
         if cv.psum is not None:
-            peaks[f"conv:{cv.u.tile}"] = max(cv.windows.peak, cv.sums.peak)
+            peaks[f"conv:{cv.u.tile}"] = max(f.peak for f in cv.joins())
     for mp in mappers:
         busy[f"map:{mp.tile}"] = busy.get(f"map:{mp.tile}", 0) + mp.accepted
     for alu in alus:
@@ -641,4 +701,6 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
         beats=beats,
         busy=busy,
         fifo_peak=peaks,
+        macs=sum(cv.macs for cv in order),
+        last_writes=tuple(wp.last for wp in writes),
     )

@@ -178,6 +178,22 @@ def _shared_input(rng):
     return _model(nodes, (1, 1, 10, 12), "y", inits)
 
 
+def _packed(rng):
+    """For a target whose convolvers pack two kernels (tile.lanes = 2): a layer with a mapper, whose
+    chains are packed up to their final segments, then a linear 3x3 layer whose output maps pair up,
+    its chains long enough to need a partial sum."""
+    inits = {"w0": _w(rng, 6, 6, 3, 3), "b0": _w(rng, 6), "w1": _w(rng, 4, 6, 3, 3), "b1": _w(rng, 4)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c0"], ["r0"]),
+        helper.make_node("Conv", ["r0", "w1", "b1"], ["y"], pads=[1, 1, 1, 1]),
+    ]
+    return _model(nodes, (1, 6, 8, 9), "y", inits)
+
+
+#: Networks for particular targets, kept apart from NETS (whose seeds follow their sorted names).
+TARGET_NETS = {"packed": _packed}
+
 NETS = {
     "conv_pool_linear": _conv_pool_linear,
     "shared_input": _shared_input,
@@ -192,7 +208,10 @@ NETS = {
 
 def build_net(name: str, folder: Path) -> Graph:
     """Write network ``name`` as ONNX into ``folder`` and import it."""
-    model = NETS[name](np.random.default_rng(sorted(NETS).index(name)))
+    if name in TARGET_NETS:
+        model = TARGET_NETS[name](np.random.default_rng(5))
+    else:
+        model = NETS[name](np.random.default_rng(sorted(NETS).index(name)))
     onnx.checker.check_model(model)
     path = Path(folder) / f"{name}.onnx"
     onnx.save(model, path)

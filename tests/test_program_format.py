@@ -151,9 +151,9 @@ def compiled(graphs) -> dict[tuple[str, str, str], tuple[Program, Lowered]]:
 # ---------------------------------------------------------------------------------------------------
 
 
-STREAM = "port direction role sync tile words route".split()
+STREAM = "port direction role sync tile words route lane".split()
 REGION = "rows cols r0 c0 pads pad_value step".split()
-CONV = "tile mode block stride dilation kernel shift bias psum_from to act_tile delay".split()
+CONV = "tile mode block stride dilation kernel shift bias psum_from to act_tile delay kernel1 bias1".split()
 MAP = "tile thresholds slopes offsets shift".split()
 ALU = "tile op shift_a shift_b shift_out".split()
 POOL = "tile mode size rows cols weight shift bias out_shift".split()
@@ -170,6 +170,7 @@ def check_units(p: Pass, d) -> None:
         attrs(s, STREAM) + attrs(s.region, REGION) for s in p.streams
     ]
     assert [attrs(dc, CONV) for dc in d.convs] == [attrs(u, CONV) for u in p.convs]
+    assert [dc.packed for dc in d.convs] == [u.out_channel1 >= 0 for u in p.convs]
     assert [attrs(dm, MAP) for dm in d.maps] == [attrs(m, MAP) for m in p.maps]
     assert [attrs(da, ALU) for da in d.alus] == [attrs(a, ALU) for a in p.alus]
     assert [attrs(dq, POOL) for dq in d.pools] == [attrs(q, POOL) for q in p.pools]
@@ -232,6 +233,29 @@ def test_shared_read_stream_round_trip():
     bad[route] |= 2 << 32  # c = 3
     with pytest.raises(ValueError, match="ROUTE field c = 3"):
         decode_pass(bad)
+
+
+def test_packed_convolver_round_trip():
+    """CONV_PACK, the second kernel's CONV_W words (index 128 + i) and the PORT lane bit carry a packed
+    convolver (tile.lanes = 2): its second kernel, bias and lane-1 streams decode as scheduled."""
+    u = ConvUnit(
+        1, "l", 3, 0, "mac", 0, (0, 0), (3, 3), (1, 1), (1, 1), tuple(range(-4, 5)), 2, -7, "port", "port",
+        out_channel1=5, kernel1=tuple(range(100, 109)), bias1=-300,
+    )  # fmt: skip
+    psum1 = Stream(2, "read", "psum", Region("p", 5, 0, 0, 2, 2), 1, (1,), 4, sync=True, lane=1)
+    out1 = Stream(3, "write", "out", Region("y", 5, 0, 0, 2, 2), 1, (1,), 4, lane=1)
+    p = Pass(0, "conv", ("l",), convs=(u,), streams=(psum1, out1))
+    words = encode_pass(p, {("p", 5): 10, ("y", 5): 20}, {"p": (2, 2), "y": (2, 2)})
+    d = decode_pass(words)
+    (dc,) = d.convs
+    assert (dc.packed, dc.kernel1, dc.bias1, dc.kernel) == (True, u.kernel1, -300, u.kernel)
+    assert [(s.role, s.lane, s.sync) for s in d.streams] == [("psum", 1, True), ("out", 1, False)]
+    listing = [format_word(w) for w in words]
+    assert "CONV_PACK  tile=1 bias1=-300" in listing
+    assert "CONV_W     tile=1 w1[0]=100 w1[1]=101" in listing
+    # an unpacked unit has neither
+    plain = decode_pass(encode_pass(Pass(0, "conv", ("l",), convs=(replace(u, out_channel1=-1),)), {}, {}))
+    assert (plain.convs[0].packed, plain.convs[0].kernel1) == (False, ())
 
 
 def test_pool_words_round_trip():

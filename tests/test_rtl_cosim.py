@@ -196,3 +196,24 @@ def _onnx(path, name, x):
     import onnxruntime as ort
 
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
+
+
+PACKED = Path(__file__).parent / "targets" / "packed.toml"
+
+
+@pytest.mark.parametrize(
+    "simulator",
+    # Verilator compiles the packed target's design for about 8 minutes: make test-long
+    ["icarus", pytest.param("verilator", marks=pytest.mark.slow)],
+)
+def test_cosim_packed_convolvers(tmp_path, simulator):
+    """Kernel packing (tile.lanes = 2): convolvers making two output maps over one window, their
+    chains with both lanes' partial sums over the chain links and from ports, both lanes written;
+    every pass bit-identical with the cycle model's cycles."""
+    graph = build_net("packed", tmp_path)
+    res, rows, result = cosim(graph, load_target(PACKED), "nfc", _inputs(graph, 2), tmp_path, simulator)
+    _check(res, rows)
+    packed = [p for p in result.program.passes if any(u.out_channel1 >= 0 for u in p.convs)]
+    kinds = {(u.psum_from.split(":")[0], u.to.split(":")[0]) for p in packed for u in p.convs}
+    assert {("bias", "tile"), ("port", "tile"), ("tile", "port"), ("tile", "tile")} <= kinds
+    assert any(s.lane == 1 and s.role == "psum" for p in packed for s in p.streams)
