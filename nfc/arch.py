@@ -21,7 +21,7 @@ from nfc.fpga import FpgaConfig, fpga_from_dict
 
 __all__ = ["ArchConfig", "load_target", "list_targets", "BUILTIN_TARGETS"]
 
-BUILTIN_TARGETS = ("virtex6", "asic45", "tiny", "mid", "zynq7020", "ecp5")
+BUILTIN_TARGETS = ("virtex6", "asic45", "tiny", "mid", "zynq7020", "ecp5", "virtex6_packed")
 
 
 def _f(lo: float, hi: float, doc: str, **kw: Any) -> Any:

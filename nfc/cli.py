@@ -55,6 +55,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
                 mem,
                 f"{c.io.ports} ({c.io.max_read_ports}r/{c.io.max_write_ports}w)",
                 str(c.tiles * c.tile.poolers),
+                f"{c.tile.lanes} x {c.packed_size}x{c.packed_size}" if c.tile.lanes > 1 else "-",
                 f"Q{c.numerics.word_bits - c.numerics.frac_bits}.{c.numerics.frac_bits}",
                 c.fpga.part if c.fpga is not None else "-",
             ]
@@ -72,6 +73,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
                     "memory GB/s",
                     "ports",
                     "pooling units",
+                    "packing",
                     "word",
                     "FPGA part",
                 ],

@@ -60,6 +60,8 @@ DEFERRED = {
     "mobilenet_v2": "about 72k passes on virtex6; minutes to compile",
 }
 TARGETS = ["virtex6", "asic45"]
+#: Networks also measured on a target beyond NeuFlow (issue 7, goal 2: the ML605's 400 MACs and memory)
+EXTRA_TARGETS = {"scene_parsing": ["virtex6_packed"], "scene_parsing_pyramid": ["virtex6_packed"]}
 POLICIES = ["luaflow", "nfc"]
 
 
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in names:
         graph = import_onnx(models / f"{name}.onnx")
-        for target in TARGETS:
+        for target in TARGETS + EXTRA_TARGETS.get(name, []):
             for policy in POLICIES:
                 rows.append(measure(name, graph, load_target(target), policy, args.runs))
     if args.big:

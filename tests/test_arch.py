@@ -19,7 +19,7 @@ def _raw(name: str) -> dict:
 
 
 def test_shipped_targets_load():
-    assert list_targets() == ("virtex6", "asic45", "tiny", "mid", "zynq7020", "ecp5")
+    assert list_targets() == ("virtex6", "asic45", "tiny", "mid", "zynq7020", "ecp5", "virtex6_packed")
     for name in list_targets():
         cfg = load_target(name)
         assert isinstance(cfg, ArchConfig)
@@ -52,6 +52,7 @@ def test_fpga_sections_name_known_parts():
     parts = {name: load_target(name).fpga for name in list_targets()}
     assert {n: (f.part, f.board) for n, f in parts.items() if f} == {
         "virtex6": ("xc6vlx240t-1ff1156", "ML605"),
+        "virtex6_packed": ("xc6vlx240t-1ff1156", "ML605"),
         "zynq7020": ("xc7z020clg400-1", "PYNQ-Z1"),
         "ecp5": ("lfe5u-85f-6bg381c", "ULX3S"),
     }
@@ -162,6 +163,22 @@ def test_pooling_units_are_optional():
         arch_from_dict(data, "bad.toml")
 
 
+def test_kernel_packing_is_optional():
+    """tile.lanes may be left out (1: NeuFlow's convolver); 2 packs two kernels of packed_size."""
+    data = _raw("virtex6")
+    assert "lanes" not in data["tile"] and arch_from_dict(data, "v.toml").tile.lanes == 1
+    assert arch_from_dict(data, "v.toml").packed_size == 10
+    data["tile"]["lanes"] = 2
+    assert arch_from_dict(data, "v.toml").packed_size == 7  # 2 x 49 taps <= 100 MACs
+    assert load_target("asic45").packed_size == 7 and load_target("virtex6_packed").tile.lanes == 2
+    data["tile"]["lanes"] = 3
+    with pytest.raises(TargetError, match=r"^bad\.toml: tile\.lanes must be between 1 and 2"):
+        arch_from_dict(data, "bad.toml")
+    data["tile"].update(lanes=2, convolver_size=1, line_buffer_words=4)
+    with pytest.raises(TargetError, match=r"packs 2 kernels \(tile\.lanes\) only if"):
+        arch_from_dict(data, "bad.toml")
+
+
 def test_cli_targets_table(capsys):
     assert main(["targets"]) == 0
     out = capsys.readouterr().out
@@ -179,6 +196,7 @@ def test_cli_targets_table(capsys):
         "ports",
         "pooling",
         "units",
+        "packing",
         "word",
         "FPGA",
         "part",
@@ -187,12 +205,23 @@ def test_cli_targets_table(capsys):
     assert any(line.startswith("ecp5") and line.endswith("lfe5u-85f-6bg381c") for line in lines)
     assert any(line.startswith("asic45") and "326.4" in line and "6.4 r + 6.4 w" in line for line in lines)
     assert any(line.startswith("tiny") for line in lines)
+    # kernel packing: two kernels of up to 7x7 on a 10x10 convolver; none on NeuFlow's own build
+    assert any(line.startswith("asic45 ") and " 2 x 7x7 " in line for line in lines)
+    assert any(line.startswith("virtex6 ") and " 2 x 7x7 " not in line for line in lines)
 
 
 def test_cli_targets_json(capsys):
     assert main(["targets", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert [d["name"] for d in doc] == ["virtex6", "asic45", "tiny", "mid", "zynq7020", "ecp5"]
+    assert [d["name"] for d in doc] == [
+        "virtex6",
+        "asic45",
+        "tiny",
+        "mid",
+        "zynq7020",
+        "ecp5",
+        "virtex6_packed",
+    ]
     assert doc[0]["derived"]["peak_gops"] == 163.2
     assert doc[0]["memory"]["read_gbytes_per_s"] == 2.72
 
@@ -211,6 +240,6 @@ def test_cli_broken_target_file(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("nfc: error: syntax.toml: not valid TOML: ")
     assert main(["targets", "no-such-target"]) == 2
     assert capsys.readouterr().err == (
-        "nfc: error: unknown target 'no-such-target': give one of virtex6, asic45, tiny, mid, zynq7020, ecp5 or the path of a "
+        "nfc: error: unknown target 'no-such-target': give one of virtex6, asic45, tiny, mid, zynq7020, ecp5, virtex6_packed or the path of a "
         "target .toml file\n"
     )

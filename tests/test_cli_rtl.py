@@ -82,7 +82,7 @@ def test_rtl_errors_are_clear(tmp_path, capsys):
     assert main(["rtl", "--target", "nope", "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err == (
-        "nfc: error: unknown target 'nope': give one of virtex6, asic45, tiny, mid, zynq7020, ecp5 or the path of a target .toml file\n"
+        "nfc: error: unknown target 'nope': give one of virtex6, asic45, tiny, mid, zynq7020, ecp5, virtex6_packed or the path of a target .toml file\n"
     )
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -4,7 +4,7 @@ the cycle model (``sim/cycle.py``) and against cycles worked out by hand.
 A packed convolver applies two kernels to one input window and makes two output maps (lanes 0 and
 1). Both lanes' outputs of window ``k`` leave ``CONV_LATENCY`` after the last of the word completing
 the window, lane 0's partial sum ``k`` and lane 1's partial sum ``k`` arrives
-(``/tmp/packing_spec.md``, ``docs/architecture.md`` §13 item 4); each input waits at most
+(``docs/architecture.md`` §13 item 4); each input waits at most
 ``tile.fifo_depth`` cycles for that join. The passes here are built by hand as :class:`Pass`
 objects, encoded with ``encode_pass`` and decoded as the program file holds them, on the test
 target ``tests/targets/packed.toml`` (2x2 grid, K = 5 so m = 3, FIFO 16, h = 1, L = 4, one cycle

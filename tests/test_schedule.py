@@ -52,6 +52,8 @@ def check_program(arch, result) -> None:
     for p in prog.passes:
         for u in p.convs:
             done[(u.layer, u.out_channel, u.term)] += 1
+            if u.out_channel1 >= 0:  # a packed convolver (tile.lanes = 2) does the term of two maps
+                done[(u.layer, u.out_channel1, u.term)] += 1
         for m in p.maps:
             done[("map", m.layer, m.channel)] += 1
         for a in p.alus:
@@ -124,6 +126,14 @@ def check_program(arch, result) -> None:
         for u in p.convs:
             assert 0 <= u.delay <= arch.tile.fifo_depth
             assert u.block[0] <= arch.tile.convolver_size and u.block[1] <= arch.tile.convolver_size
+            if u.out_channel1 >= 0:  # packed: small enough kernels, raw outputs, both lanes' streams
+                assert arch.tile.lanes == 2 and max(u.block) <= arch.packed_size and u.act_tile < 0
+                assert u.mode == "mac" and len(u.kernel1) == len(u.kernel)
+                lanes = {(s.role, s.lane) for s in p.streams if s.tile == u.tile}
+                if u.to == "port":
+                    assert {("out", 0), ("out", 1)} <= lanes
+                if u.psum_from == "port":
+                    assert {("psum", 0), ("psum", 1)} <= lanes
         for s in p.streams:
             feeds_window = any(u.tile == s.tile and u.block[0] > 1 for u in p.convs)
             if s.direction == "read" and s.role == "data" and feeds_window:
