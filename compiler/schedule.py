@@ -450,13 +450,10 @@ def _conv_segments(
         # and the steps below would flush it at once (not being final, it has no fused pooling).
         run = min(n_conv, reads - 1, n_ports - 2)
         full_run = run >= 1 and writes >= 1 and (n_conv - run < 1 or n_ports - run - 2 < 1 or writes < 2)
-        items = _packed_items(ctx, layer, pool, unit) if pack else [(o, -1, 0) for o in range(O)]
-        for o, o1, j in items:
+        for o, o1, j, end in _chain_items(ctx, layer, pool, unit, chains, pack):
             slots = chains[o]
             n = len(slots)
             lanes = 1 if o1 < 0 else 2  # a packed chain: two partial sums in, two outputs out
-            # a packed item ends where the chains' final segments (with a mapper or pooling) begin
-            end = n - _final_terms(ctx, layer, pool, unit) if lanes == 2 and (layer.act or pool) else n
             while j < end:
                 psum = j > 0
                 if lanes == 2:
@@ -533,61 +530,61 @@ def _conv_segments(
     return passes
 
 
-def _final_terms(ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None, unit: bool) -> int:
-    """Terms the final segment of a chain takes when it continues a partial sum in a pass of its own."""
-    arch = ctx.arch
-    extra = 1 if pool is not None and not unit else 0
-    return min(arch.convolvers - extra, arch.io.max_read_ports - 1, arch.io.ports - 2)
-
-
-def _packed_items(
-    ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None, unit: bool
-) -> list[tuple[int, int, int]]:
-    """The layer's chains as ``(o, o1, j)``: output map ``o`` from term ``j`` on, and ``o1`` the
-    output map whose chain a packed convolver computes beside it (-1: none).
+def _chain_items(
+    ctx: _Ctx,
+    layer: ConvLayer,
+    pool: ConvLayer | None,
+    unit: bool,
+    chains: list[tuple[int, ...]],
+    pack: bool,
+) -> list[tuple[int, int, int, int]]:
+    """The layer's chains as ``(o, o1, start, end)``: terms ``start:end`` of output map ``o``'s chain,
+    and ``o1`` the output map whose chain a packed convolver computes beside it (-1: none).
 
     A target whose convolvers pack two kernels (``tile.lanes = 2``) makes two output maps over one
-    input window; the ``nfc`` policy pairs output maps whose chains read the same input maps with the
-    same offsets (every pair of a dense layer; in a connection table, the maps that see the same
-    inputs), in a layer whose kernels fit the packed size. A packed convolver's outputs are raw: in a
-    layer with a mapper or fused pooling, the pair's chains are packed up to their final segments
-    (:func:`_final_terms`), which follow as two items of their own."""
+    input window; with ``pack``, the ``nfc`` policy pairs output maps whose chains read the same
+    input maps with the same offsets (every pair of a dense layer; in a connection table, the maps
+    that see the same inputs), in a layer whose kernels fit the packed size. A packed convolver's
+    outputs are raw: in a layer with a mapper or fused pooling, the pair's chains are packed up to
+    their final segments (as many terms as a pass continuing a partial sum takes), which follow as
+    two items of their own."""
     O = layer.out_shape[0]
     arch = ctx.arch
-    m = arch.packed_size
     io = arch.io
     if (
-        ctx.policy != "nfc"
+        not pack
+        or ctx.policy != "nfc"
         or arch.tile.lanes < 2
         or io.max_write_ports < 2
         or io.max_read_ports < 3
         or io.ports < 5
         or layer.mode != "mac"
-        or max(layer.block) > m
+        or max(layer.block) > arch.packed_size
     ):
-        return [(o, -1, 0) for o in range(O)]
+        return [(o, -1, 0, len(chains[o])) for o in range(O)]
     terms = ctx.terms_of(layer)
-    keys = [terms.channel_array[o].tobytes() + terms.offset_array[o].tobytes() for o in range(O)]
     waiting: dict[bytes, int] = {}
     partner = [-1] * O
-    for o, key in enumerate(keys):
+    for o in range(O):
+        key = terms.channel_array[o].tobytes() + terms.offset_array[o].tobytes()
         other = waiting.pop(key, None)
         if other is None:
             waiting[key] = o
         else:
             partner[other], partner[o] = o, other
-    split = layer.act or pool is not None
-    f = _final_terms(ctx, layer, pool, unit) if split else 0
-    items: list[tuple[int, int, int]] = []
+    final = 0  # terms kept for the final segments
+    if layer.act or pool is not None:
+        extra = 1 if pool is not None and not unit else 0
+        final = min(arch.convolvers - extra, io.max_read_ports - 1, io.ports - 2)
+    items: list[tuple[int, int, int, int]] = []
     for o in range(O):
-        o1 = partner[o]
-        n = int(np.count_nonzero(terms.channel_array[o] >= 0))  # a pair's chains are equally long
-        if o1 < 0 or n - f < 1:
-            items.append((o, -1, 0))
+        o1, n = partner[o], len(chains[o])  # a pair's chains are equally long
+        if o1 < 0 or n - final < 1:
+            items.append((o, -1, 0, n))
         elif o1 > o:
-            items.append((o, o1, 0))
-            if split:  # the final segments, each with its mapper or pooling
-                items += [(o, -1, n - f), (o1, -1, n - f)]
+            items.append((o, o1, 0, n - final))
+            if final:  # the final segments, each with its mapper or pooling
+                items += [(o, -1, n - final, n), (o1, -1, n - final, n)]
     return items
 
 

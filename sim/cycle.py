@@ -216,7 +216,7 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
                     f"pass {p.index}: the packed convolver on tile {u.tile} chains from tile {src}, "
                     "which packs no second kernel"
                 )
-            psums = [results[src] + h] * lanes  # a packed convolver's lanes leave together
+            psums = [results[src] + h]  # both lanes: a packed convolver's lanes leave together
             hops += psums[0].size * lanes
         elif u.psum_from == "port":
             for lane, streams in enumerate((psum_streams, psum_streams1)[:lanes]):
@@ -230,10 +230,10 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
         if psums:
             # the window and its partial sums join when the last of them is in; each waits for it
             # in its FIFO
-            join = ready
+            join = first = ready
             for psum in psums:
-                join = np.maximum(join, psum)
-            skew = max(int((join - t).max()) for t in (ready, *psums)) if join.size else 0
+                join, first = np.maximum(join, psum), np.minimum(first, psum)
+            skew = int((join - first).max()) if join.size else 0
             if skew > fifo:
                 raise ContractError(
                     f"pass {p.index}: tile {u.tile}: data and partial sum are {skew} cycles apart, "

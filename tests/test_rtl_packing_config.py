@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
+from test_rtl_config import _plain
 
 from nfc.arch import load_target
-from nfc.compiler.encode import OPCODES, word
+from nfc.compiler.encode import pack_word, weight_words, word
 from nfc.rtl.config import (
     DIRECTIONS,
     SRC_NONE,
@@ -41,7 +42,6 @@ from nfc.rtl.tile import Tile
 from nfc.rtl.top import Accelerator
 
 PACKED = Path(__file__).parent / "targets" / "packed.toml"
-CONV_PACK = OPCODES.get("CONV_PACK", 0x37)
 
 
 def _packed():
@@ -54,18 +54,8 @@ def _members(component) -> set[str]:
     return set(component.signature.members)
 
 
-def _raw(op: int, a: int = 0, b: int = 0, c: int = 0, arg: int = 0) -> int:
-    return (op << 56) | ((a & 0xFF) << 48) | ((b & 0xFF) << 40) | ((c & 0xFF) << 32) | (arg & 0xFFFFFFFF)
-
-
 def _pair(hi: int, lo: int) -> int:
     return ((hi & 0xFFFF) << 16) | (lo & 0xFFFF)
-
-
-def _weights(tile: int, kernel: list[int], lane: int) -> list[int]:
-    """CONV_W words of a row-major kernel (lane 1: index field 128 + index), padded to pairs."""
-    k = list(kernel) + [0] * (len(kernel) % 2)
-    return [word("CONV_W", tile, 128 * lane + i, 0, _pair(k[i], k[i + 1])) for i in range(0, len(k), 2)]
 
 
 def _conv_words(tile: int, block, kernel0, kernel1=None, bias=3, bias1=-5, psum_src=0) -> list[int]:
@@ -77,10 +67,10 @@ def _conv_words(tile: int, block, kernel0, kernel1=None, bias=3, bias1=-5, psum_
         word("CONV_SHIFT", tile, 2, 0, bias & 0xFFFF),
     ]
     if kernel1 is not None:
-        words.append(_raw(CONV_PACK, tile, 0, 0, bias1 & 0xFFFF))
-    words += _weights(tile, kernel0, 0)
+        words.append(pack_word(tile, bias1))
+    words += weight_words(tile, kernel0)
     if kernel1 is not None:
-        words += _weights(tile, kernel1, 1)
+        words += weight_words(tile, kernel1, lane=1)
     return words
 
 
@@ -89,17 +79,6 @@ def _pass(*groups: list[int], index: int = 0) -> list[int]:
     for g in groups:
         words += g
     return words + [word("RATE", arg=_pair(1, 1)), word("GO", arg=10)]
-
-
-def _plain(v):
-    if isinstance(v, int):
-        return v
-    shape = v.shape()
-    if hasattr(shape, "members"):
-        return {name: _plain(getattr(v, name)) for name in shape.members}
-    if hasattr(shape, "length"):
-        return [_plain(v[i]) for i in range(shape.length)]
-    return int(v)
 
 
 def _decode(arch, passes: list[list[int]]) -> list[dict]:
@@ -211,7 +190,7 @@ def test_lane1_words_need_conv_pack_and_a_block_that_fits():
     k, m = arch.tile.convolver_size, arch.packed_size
     k0 = list(range(1, 10))
     # b >= 128 without CONV_PACK: a lane-0 index past the block, dropped as lane 0 drops it
-    loose = _pass(_conv_words(0, (3, 3), k0) + _weights(0, [50, 51], 1))
+    loose = _pass(_conv_words(0, (3, 3), k0) + weight_words(0, [50, 51], lane=1))
     # packed, but the block (4x4) is larger than m = 3: lane 1's weights are dropped (the convolver
     # refuses the configuration)
     k4 = list(range(1, 17))
@@ -300,7 +279,7 @@ def test_one_lane_target_has_no_packing_members():
     assert not {"tile_out1", "psum1", "psum1_sel"} & _members(Router(arch, 0))
     assert not {"psum1", "chain1", "o1"} & _members(Tile(arch))
     # CONV_PACK is no opcode of a one-lane decoder: an error, as any unknown opcode
-    got = _decode(arch, [_pass(_conv_words(1, (3, 3), list(range(9))) + [_raw(CONV_PACK, 1, 0, 0, 5)])])
+    got = _decode(arch, [_pass(_conv_words(1, (3, 3), list(range(9))) + [pack_word(1, 5)])])
     assert got[0]["error"] == 1
 
 
