@@ -521,8 +521,10 @@ def _conv(ws: _Words) -> DecodedConv:
             raise ws.error(f"tile {t} or bias argument 0x{arg:08x} does not follow CONV_SHIFT", ws.i - 1)
         if mode != "mac":
             raise ws.error("a convolver in max mode cannot pack a second kernel", ws.i - 1)
-        if act:
-            raise ws.error("a packed convolver's outputs are raw: it has no mapper (act tile)", ws.i - 1)
+        if act and act - 1 != tile:
+            raise ws.error(
+                f"a packed convolver's lanes go through its own tile's mappers, not tile {act - 1}'s", ws.i - 1
+            )
         packed, bias1 = True, _s(arg, 16)
     n = block[0] * block[1] if mode == "mac" else 0
     weights = _kernel_words(ws, tile, 0, n, mode, block, packed)

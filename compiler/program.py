@@ -98,8 +98,9 @@ class ConvUnit:
 
     A *packed* unit (``out_channel1 >= 0``, targets with ``tile.lanes = 2``) applies a second kernel
     (``kernel1``, ``bias1``) of output map ``out_channel1`` to the same input window: lane 1, with
-    its own partial sums (from the same kind of source as lane 0's) and its own output, both raw
-    (no mapper). Its ``macs`` count both lanes.
+    its own partial sums (from the same kind of source as lane 0's) and its own output, through a
+    mapper and pooling unit of its own configured as lane 0's (the pass's MapUnit and PoolUnit of
+    the tile, made for ``out_channel``). Its ``macs`` count both lanes.
     """
 
     tile: int

@@ -468,7 +468,9 @@ def _conv_segments(
                         flush()
                         continue
                     k = min(free_c, free_r - ps, free_p - ps - lanes, end - j)
-                    cur.append(_Segment(layer, o, slots[j : j + k], psum, j + k == n, strip, None, False, o1))
+                    final = j + k == n  # then with its mapper and pooling unit on both lanes
+                    fused = pool if final else None
+                    cur.append(_Segment(layer, o, slots[j : j + k], psum, final, strip, fused, False, o1))
                     free_c -= k
                     free_r -= k + ps
                     free_w -= lanes
@@ -544,10 +546,10 @@ def _chain_items(
     A target whose convolvers pack two kernels (``tile.lanes = 2``) makes two output maps over one
     input window; with ``pack``, the ``nfc`` policy pairs output maps whose chains read the same
     input maps with the same offsets (every pair of a dense layer; in a connection table, the maps
-    that see the same inputs), in a layer whose kernels fit the packed size. A packed convolver's
-    outputs are raw: in a layer with a mapper or fused pooling, the pair's chains are packed up to
-    their final segments (as many terms as a pass continuing a partial sum takes), which follow as
-    two items of their own."""
+    that see the same inputs), in a layer whose kernels fit the packed size. Each lane has its own
+    mapper and pooling unit, configured alike: a pair whose maps take different mapper or pooling
+    words, or whose pooling takes a convolver of its own, is packed up to its final segments (as many
+    terms as a pass continuing a partial sum takes), which follow as two items of their own."""
     O = layer.out_shape[0]
     arch = ctx.arch
     io = arch.io
@@ -573,19 +575,39 @@ def _chain_items(
         else:
             partner[other], partner[o] = o, other
     final = 0  # terms kept for the final segments
+    extra = 1 if pool is not None and not unit else 0
     if layer.act or pool is not None:
-        extra = 1 if pool is not None and not unit else 0
         final = min(arch.convolvers - extra, io.max_read_ports - 1, io.ports - 2)
     items: list[tuple[int, int, int, int]] = []
     for o in range(O):
         o1, n = partner[o], len(chains[o])  # a pair's chains are equally long
-        if o1 < 0 or n - final < 1:
+        # lane 1 has a mapper and a pooling unit of its own, configured as lane 0's: a pair whose
+        # maps take the same mapper and pooling words is packed to its end
+        f = 0 if o1 >= 0 and not extra and _lanes_alike(layer, pool, o, o1) else final
+        if o1 < 0 or n - f < 1:
             items.append((o, -1, 0, n))
         elif o1 > o:
-            items.append((o, o1, 0, n - final))
-            if final:  # the final segments, each with its mapper or pooling
-                items += [(o, -1, n - final, n), (o1, -1, n - final, n)]
+            items.append((o, o1, 0, n - f))
+            if f:  # the final segments, each with its mapper or pooling
+                items += [(o, -1, n - f, n), (o1, -1, n - f, n)]
     return items
+
+
+def _lanes_alike(layer: ConvLayer, pool: ConvLayer | None, o: int, o1: int) -> bool:
+    """Whether output maps ``o`` and ``o1`` take the same mapper words and the same pooling-unit
+    words, so that the two lanes of a packed convolver can share one configuration."""
+    if layer.act:
+        a, b = layer.act[o], layer.act[o1]
+        if (a is None) != (b is None):
+            return False
+        if a is not None and b is not None and a is not b:
+            if (a.thresholds, a.slopes, a.offsets, a.shift) != (b.thresholds, b.slopes, b.offsets, b.shift):
+                return False
+    if pool is not None and pool.mode == "mac":
+        w = pool.kernels[[o, o1], 0].reshape(2, -1)[:, 0]
+        if w[0] != w[1] or pool.bias[o] != pool.bias[o1]:
+            return False
+    return True
 
 
 def _plan_cost(ctx: _Ctx, groups: list[list[_Segment]]) -> float:
@@ -1027,8 +1049,9 @@ def _conv_builder(
                     out_shift=0 if pool.act else pool.psum_fmt.frac - pool.out_fmt.frac,
                 )
             )
-            out_region = Region(ctx.pooled.get(layer.name, pool.dst), seg.o, 0, 0, POH, POW)
-            write(out_region, tiles[-1], POH * POW, defer, k)
+            for lane, channel in enumerate((o, o1) if o1 >= 0 else (o,)):  # lane 1: its own pooling unit
+                out_region = Region(ctx.pooled.get(layer.name, pool.dst), channel, 0, 0, POH, POW)
+                write(out_region, tiles[-1], POH * POW, defer, k, lane)
             depth += POOL_LATENCY
         elif seg.pool is not None:
             pool = seg.pool

@@ -14,9 +14,12 @@ The configuration decides what the tile does in a pass (docs/architecture.md §1
 
 On a target whose convolvers pack two kernels (``tile.lanes = 2``), a **packed** convolver
 (``conv.packed``) makes two output maps over one input window: lane 0's is the tile's output ``o``
-and lane 1's its second output ``o1``, both raw (no mapper, ALU or pooling unit in that pass). Lane
-1's partial sums come, like lane 0's, from a partial-sum stream (``psum1``) or over a chain link
-(``chain1``: the lane-1 output of the tile lane 0 chains from).
+and lane 1's its second output ``o1``. Lane 0 goes through the tile's mapper and pooling unit as an
+unpacked convolver's output does; lane 1 through a second mapper and a second pooling unit that
+read the same configuration registers (the two maps of a pair belong to one layer; the compiler
+pairs only maps whose mapper and pooling words are equal). No ALU in a packed pass. Lane 1's partial
+sums come, like lane 0's, from a partial-sum stream (``psum1``) or over a chain link (``chain1``:
+the lane-1 output of the tile lane 0 chains from).
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ class Tile(wiring.Component):
     chain1 : In(stream.Signature(word))
         ``tile.lanes = 2`` only: the lane-1 output of the convolver this one chains from (one hop).
     o1 : Out(stream.Signature(word))
-        ``tile.lanes = 2`` only: a packed convolver's lane-1 output (no word when not packed).
+        ``tile.lanes = 2`` only: a packed convolver's lane-1 output, through lane 1's mapper and
+        pooling unit where lane 0's output goes through the tile's (no word when not packed).
     error : Out(1)
         An operator saw its contract broken (a FIFO overflow, a refused configuration).
     """
@@ -177,7 +181,21 @@ class Tile(wiring.Component):
                 Mux(from_chain, self.chain1.payload, self.psum1.payload),
             )
             m.d.comb += cv.o1.ready.eq(1)
-            feed(self.o1, packed & cv.o1.valid, cv.o1.payload)
+            # lane 1's mapper: the tile's mapper configuration, on lane 1's raw output
+            m.submodules.mapper1 = mapper1 = Mapper(arch)
+            feed(mapper1.i, packed & u.act & cv.o1.valid, cv.o1.payload)
+            m.d.comb += [mapper1.segments.eq(mp.segments), mapper1.shift.eq(mp.shift), mapper1.o.ready.eq(1)]
+            for i in range(arch.tile.mapper_segments):
+                m.d.comb += [
+                    mapper1.thresholds[i].eq(mp.thresholds[i]),
+                    mapper1.offsets[i].eq(mp.offsets[i]),
+                    mapper1.slopes[i].eq(mp.slopes[i]),
+                ]
+            out1 = stream.Signature(self.o.payload.shape()).create(path=("tile_out1",))
+            with m.If(u.act):
+                feed(out1, packed & mapper1.o.valid, mapper1.o.payload)
+            with m.Else():
+                feed(out1, packed & cv.o1.valid, cv.o1.payload)
 
         # -- the read streams in stream order: the convolver's, the mapper's, the ALU's two ------------
         conv_slot = u.active & ~self.fed
@@ -229,27 +247,29 @@ class Tile(wiring.Component):
             with m.Else():
                 feed(out, copy_valid, copy_payload)
 
-        if lanes == 2:
-            # a packed convolver's lane 0, raw (the compiler puts no mapper, ALU or pooling on it)
-            with m.If(packed):
-                feed(out, cv.o.valid, cv.o.payload)
-            with m.Else():
-                unpacked_output()
-        else:
-            unpacked_output()
-        if arch.tile.poolers:
+        unpacked_output()  # a packed convolver's lane 0 too (no ALU in a packed pass)
+
+        def pooled(name: str, o: stream.Interface, src: stream.Interface) -> None:
+            """``o`` gets ``src`` through a pooling unit of the tile's configuration when it is active."""
             q = self.pool
-            m.submodules.pool = pool = Pooler(arch)
+            pool = Pooler(arch)
+            m.submodules[name] = pool
             for f in ("mode", "size", "weight", "shift", "bias", "out_shift", "rows", "cols"):
                 m.d.comb += getattr(pool, f).eq(getattr(q, f))
             m.d.comb += [pool.apply_out_shift.eq(1), pool.clear.eq(self.clear)]
-            feed(pool.i, out.valid & q.active, out.payload)
-            pooled = q.active & ~packed if lanes == 2 else q.active
-            with m.If(pooled):
-                feed(self.o, pool.o.valid, pool.o.payload)
+            feed(pool.i, src.valid & q.active, src.payload)
+            with m.If(q.active):
+                feed(o, pool.o.valid, pool.o.payload)
             with m.Else():
-                feed(self.o, out.valid, out.payload)
+                feed(o, src.valid, src.payload)
+
+        if arch.tile.poolers:
+            pooled("pool", self.o, out)
+            if lanes == 2:
+                pooled("pool1", self.o1, out1)  # lane 1's pooling unit
         else:
             feed(self.o, out.valid, out.payload)
+            if lanes == 2:
+                feed(self.o1, out1.valid, out1.payload)
         m.d.comb += self.error.eq((align.error & u.active) | (cv.error & u.active) | (alu.error & al.active))
         return m

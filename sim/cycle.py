@@ -66,7 +66,8 @@ class PassTiming:
     previous pass streamed (docs/architecture.md §13 item 1), and the two add up to the pass's
     configuration words times ``config_bus.cycles_per_word``. ``memory_stall_cycles``: cycles between the
     first and the last beat on which no beat fired because the pass's memory share (its beat
-    rate) was exhausted. ``busy``: per operator (``conv:<tile>``, ``map:<tile>``, ``alu:<tile>``),
+    rate) was exhausted. ``busy``: per operator (``conv:<tile>``, ``map:<tile>``, ``alu:<tile>``;
+    ``map1:<tile>``, ``pool1:<tile>``: a packed convolver's lane-1 mapper and pooling unit),
     cycles on which it accepted a word.
     """
 
@@ -242,10 +243,12 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
             ready = join
         out = ready + CONV_LATENCY
         macs += u.block[0] * u.block[1] * oh * ow * lanes
-        if u.act_tile >= 0:
+        if u.act_tile >= 0:  # packed: each lane through its own mapper, configured alike
             out = out + MAP_LATENCY
-            mapper_ops += out.size
+            mapper_ops += out.size * lanes
             busy[f"map:{u.act_tile}"] = busy.get(f"map:{u.act_tile}", 0) + out.size
+            if lanes == 2:
+                busy[f"map1:{u.act_tile}"] = out.size
         results[u.tile] = out
         shapes[u.tile] = (oh, ow)
         if u.packed:
@@ -273,8 +276,14 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
         ends = _window_ends(oh, ow, q.cols, (q.size, q.size), (q.size, q.size))
         results[q.tile] = t_in[ends] + POOL_LATENCY
         shapes[q.tile] = (oh, ow)
-        alu_ops += t_in.size  # the power model counts a pooled input word as an ALU operation
+        # a packed convolver's lane 1 has a pooling unit of its own, configured alike: the same times
+        lanes = 2 if q.tile in results1 else 1
+        if lanes == 2:
+            results1[q.tile] = results[q.tile]
+        alu_ops += t_in.size * lanes  # the power model counts a pooled input word as an ALU operation
         busy[f"pool:{q.tile}"] = t_in.size
+        if lanes == 2:
+            busy[f"pool1:{q.tile}"] = t_in.size
     # -- write streams ---------------------------------------------------------------------------------
     end = config  # a pass with no write (none exist) ends after its configuration
     for s in p.streams:

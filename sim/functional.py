@@ -163,12 +163,14 @@ def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
                 raise NfcError(f"pass {p.index}: tile {u.tile} lane 1 has no partial sums (program error)")
             if psum1 is None:
                 psum1 = np.full(acc.shape, u.bias1, np.int64)
-            if psum1.shape != acc.shape or u.act_tile >= 0:
+            if psum1.shape != acc.shape:
                 raise NfcError(
                     f"pass {p.index}: tile {u.tile} lane 1 does not chain as lane 0 (program error)"
                 )
             out1 = saturate(psum1 + round_shift(_window(u, x, u.kernel1), u.shift), WORD_BITS)[0]
-            if u.to == "port":
+            if u.act_tile >= 0:  # lane 1's own mapper, configured as lane 0's
+                out1 = _mapper(maps[u.act_tile], out1)
+            elif u.to == "port":
                 out1 = saturate(round_shift(out1, u.out_shift), WORD_BITS)[0]
             results1[u.tile] = out1
     for m in p.maps:  # mappers of map passes (not after a convolver)
@@ -182,6 +184,8 @@ def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
         if q.tile not in results:
             raise NfcError(f"pass {p.index}: the pooling unit on tile {q.tile} has no input (program error)")
         results[q.tile] = pool_words(q, results[q.tile])
+        if q.tile in results1:  # a packed convolver's lane 1 has its own pooling unit, configured alike
+            results1[q.tile] = pool_words(q, results1[q.tile])
     for s in p.streams:
         if s.direction != "write":
             continue

@@ -19,11 +19,13 @@ hardware does, knowing nothing of the formulas: it clocks a model of the grid on
   ``tile.fifo_depth`` entries, breaks the contract) and sends the result down an output pipeline;
   a *packed* convolver (``tile.lanes = 2``) has a third FIFO, lane 1's partial sums (from its own
   partial-sum DMA, or from the lane-1 output of the chain's previous convolver), joins the window
-  with both partial sums, and sends its lane-1 output out on the cycle its lane-0 output leaves;
+  with both partial sums, and sends its lane-1 output out on the cycle its lane-0 output leaves,
+  through a mapper and a pooling unit of its own where lane 0 has them;
 * mappers, ALUs and copies, chain links (``h`` cycles), pooling units (counters over the tile's
   output recognising the word that completes a window, then ``POOL_LATENCY``), and write ports
   whose words count as written when they leave a delay line of ``hops x h + WRITE_LATENCY`` cycles
-  (a write stream of lane 1 takes the lane-1 output of its tile's packed convolver).
+  (a write stream of lane 1 takes the lane-1 output of its tile's packed convolver, or of lane 1's
+  pooling unit).
 
 The pass ends when every write stream has written all its words; it takes one cycle more than the
 cycle of its last write. Values are not modelled, only when words move. Speed is not a goal: the
@@ -313,9 +315,12 @@ class _Conv(_Unit):
         self.lane1 = _Unit() if u.packed else None  # lane 1's output: leaves with lane 0's
         self.conv_pipe = clock.line(CONV_LATENCY)
         self.map_pipe = clock.line(MAP_LATENCY) if u.act_tile >= 0 else None
+        # a packed convolver's lane 1 goes through a mapper of its own
+        self.map_pipe1 = clock.line(MAP_LATENCY) if u.act_tile >= 0 and u.packed else None
         self.lb: _LineBuffer | None = None
         self.accepted = 0
         self.mapped = 0
+        self.mapped1 = 0
         self.macs = 0
 
     def joins(self) -> list[_Fifo]:
@@ -362,14 +367,18 @@ class _Conv(_Unit):
         if fired:
             self.conv_pipe.push()
             self.macs += self.u.block[0] * self.u.block[1] * (2 if self.u.packed else 1)
-        n = self.conv_pipe.take()
+        n = n1 = self.conv_pipe.take()
         if self.map_pipe is not None:
             self.mapped += n
             self.map_pipe.push(n)
             n = self.map_pipe.take()
         self.emit(n)
         if self.lane1 is not None:
-            self.lane1.emit(n)
+            if self.map_pipe1 is not None:
+                self.mapped1 += n1
+                self.map_pipe1.push(n1)
+                n1 = self.map_pipe1.take()
+            self.lane1.emit(n1)
 
 
 class _Mapper(_Unit):
@@ -586,6 +595,9 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
         alus.append(alu)
         units.append(alu)
     pools: list[_Pool] = []
+    pools1: list[_Pool] = []  # lane 1's pooling units
+    # tile -> the unit whose lane-1 outputs leave that tile (a packed convolver, or lane 1's pooling unit)
+    producers1: dict[int, _Unit] = {t: cv.lane1 for t, cv in convs.items() if cv.lane1 is not None}
     for q in p.pools:
         if q.tile not in producers or shapes.get(q.tile, (q.rows, q.cols)) != (q.rows, q.cols):
             raise ContractError(
@@ -598,13 +610,20 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
         producers[q.tile] = pool
         pools.append(pool)
         units.append(pool)
+        if q.tile in producers1:  # lane 1's own pooling unit, configured alike
+            pool1 = _Pool(q, clock)
+            pool1.input = _Path(clock, [])
+            producers1[q.tile].subscribers.append(pool1.input)
+            producers1[q.tile] = pool1
+            pools1.append(pool1)
+            units.append(pool1)
     writes: list[_WritePort] = []
     for s in p.streams:
         if s.direction != "write":
             continue
         wp = _WritePort(s, _Path(clock, [h] * (len(s.route) - 1) + [WRITE_LATENCY]))
         if s.lane:  # the lane-1 output of the tile's packed convolver
-            lane1 = convs[s.tile].lane1 if s.tile in convs else None
+            lane1 = producers1.get(s.tile)
             if lane1 is None:
                 raise ContractError(
                     f"pass {p.index}: write stream from lane 1 of tile {s.tile} has nothing to write"
@@ -683,6 +702,8 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
         if cv.u.act_tile >= 0:
             key = f"map:{cv.u.act_tile}"
             busy[key] = busy.get(key, 0) + cv.mapped
+            if cv.map_pipe1 is not None:
+                busy[f"map1:{cv.u.act_tile}"] = cv.mapped1
         if cv.psum is not None:
             peaks[f"conv:{cv.u.tile}"] = max(f.peak for f in cv.joins())
     for mp in mappers:
@@ -691,6 +712,8 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
         busy[f"alu:{alu.tile}"] = busy.get(f"alu:{alu.tile}", 0) + alu.fired
     for pool in pools:
         busy[f"pool:{pool.q.tile}"] = pool.accepted
+    for pool in pools1:
+        busy[f"pool1:{pool.q.tile}"] = pool.accepted
     return NaiveTiming(
         index=p.index,
         kind=p.kind,

@@ -179,16 +179,17 @@ def _shared_input(rng):
 
 
 def _packed(rng):
-    """For a target whose convolvers pack two kernels (tile.lanes = 2): a layer with a mapper, whose
-    chains are packed up to their final segments, then a linear 3x3 layer whose output maps pair up,
-    its chains long enough to need a partial sum."""
+    """For a target whose convolvers pack two kernels (tile.lanes = 2): a layer with a mapper and 2x2
+    max pooling, packed to its end (each lane through its own mapper and pooling unit), then a linear
+    3x3 layer whose output maps pair up, its chains long enough to need a partial sum."""
     inits = {"w0": _w(rng, 6, 6, 3, 3), "b0": _w(rng, 6), "w1": _w(rng, 4, 6, 3, 3), "b1": _w(rng, 4)}
     nodes = [
         helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c0"], ["r0"]),
-        helper.make_node("Conv", ["r0", "w1", "b1"], ["y"], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["r0"], ["p0"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p0", "w1", "b1"], ["y"], pads=[1, 1, 1, 1]),
     ]
-    return _model(nodes, (1, 6, 8, 9), "y", inits)
+    return _model(nodes, (1, 6, 10, 12), "y", inits)
 
 
 #: Networks for particular targets, kept apart from NETS (whose seeds follow their sorted names).

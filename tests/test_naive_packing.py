@@ -16,15 +16,18 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nfc.arch import ArchConfig, load_target
 from nfc.compiler.binary import LoadedPass
 from nfc.compiler.decode import decode_pass
 from nfc.compiler.encode import encode_pass
-from nfc.compiler.program import ConvUnit, Pass, Region, Stream
-from nfc.compiler.timing import CONV_LATENCY, WRITE_LATENCY
+from nfc.compiler.program import ConvUnit, MapUnit, Pass, PoolUnit, Region, Stream
+from nfc.compiler.timing import CONV_LATENCY, MAP_LATENCY, POOL_LATENCY, WRITE_LATENCY
+from nfc.numerics import round_shift
 from nfc.sim.cycle import ContractError, time_pass
+from nfc.sim.functional import _run_pass
 from nfc.sim.naive import NaiveTiming, naive_pass
 
 TARGET = Path(__file__).parent / "targets" / "packed.toml"
@@ -306,3 +309,72 @@ def test_a_packed_convolver_chained_after_an_unpacked_one_is_refused_by_the_naiv
     (The cycle model takes the source's only output for both lanes; see the report.)"""
     with pytest.raises(ContractError, match="packs no second kernel"):
         naive_pass(_chain(4, packed_first=False), _arch())
+
+
+# ---------------------------------------------------------------------------------------------------
+# (d) both lanes through their mappers and pooling units
+# ---------------------------------------------------------------------------------------------------
+POOLED = (OUT[0] // 2, OUT[1] // 2)  # 2 x 2 max pooling of the 4 x 5 outputs: 2 x 2, a column dropped
+
+
+def _mapped_pooled_pass(h_write: bool) -> LoadedPass:
+    """Tile 0: a packed convolver whose lanes both go through the tile's mapper configuration (ReLU
+    as one slope-0 and one slope-1 segment) and its 2 x 2 max pooling; lane 0 written at tile 0,
+    lane 1 at tile 0 or over one hop (0 -> 1)."""
+    relu = MapUnit(0, "l", 0, (0,), (0, 256), (0, 0), 8)  # threshold 0; slopes 0 and 1.0 (Q.8)
+    pool = PoolUnit(0, "l", 0, "max", 2, *OUT, 0, 0, 0, 0)
+    region = Region("out", 0, 0, 0, *POOLED)
+    writes = [
+        Stream(4, "write", "out", region, 0, (0,), POOLED[0] * POOLED[1]),
+        Stream(
+            1 if h_write else 5, "write", "out", replace(region, channel=1), 0, (0, 1) if h_write else (0,),
+            POOLED[0] * POOLED[1], lane=1,
+        ),
+    ]  # fmt: skip
+    conv = replace(_conv(0), act_tile=0)
+    p = Pass(
+        0, "conv", ("hand",), convs=(conv,), streams=(_read(0, "data", 0, (0,)), *writes), maps=(relu,),
+        pools=(pool,), rate=(1, 1), beats=ROWS * COLS,
+    )  # fmt: skip
+    regions = {(s.region.buffer, s.region.channel): s.region for s in p.streams}
+    addresses = {key: 100 * i for i, key in enumerate(regions)}
+    shapes = {r.buffer: (r.rows, r.cols) for r in regions.values()}
+    words = encode_pass(p, addresses, shapes)
+    return LoadedPass(0, "conv", ("hand",), 0, {}, words, decode_pass(words))
+
+
+@pytest.mark.parametrize("h_write", [False, True])
+def test_both_lanes_through_their_mappers_and_pooling_units(h_write: bool):
+    """The last pooled word of both lanes completes with output (3, 3), window 18, whose last input
+    word is (5, 5) = 40: it leaves CONV_LATENCY + MAP_LATENCY + POOL_LATENCY after that word arrives
+    (L = 4 after its beat). Lane 1's mapper and pooling unit count as operators of their own."""
+    arch = _arch()
+    lp = _mapped_pooled_pass(h_write)
+    (u,) = lp.decoded.convs
+    assert (u.packed, u.act_tile) == (True, 0)
+    C = len(lp.words)
+    leave = C + 5 * COLS + 5 + 4 + CONV_LATENCY + MAP_LATENCY + POOL_LATENCY
+    naive = _both(lp, arch)
+    assert naive.last_writes == (leave + WRITE_LATENCY, leave + h_write + WRITE_LATENCY)
+    n_out = OUT[0] * OUT[1]
+    assert naive.busy == {"conv:0": ROWS * COLS, "map:0": n_out, "map1:0": n_out, "pool:0": n_out, "pool1:0": n_out}
+
+
+def test_both_lanes_mapped_and_pooled_values():
+    """The functional executor: each lane's map is its own kernel's, then the shared ReLU and 2 x 2
+    max pooling, bit for bit as numpy computes them here."""
+    lp = _mapped_pooled_pass(True)
+    mem = np.zeros(1000, dtype=np.int64)
+    rng = np.random.default_rng(3)
+    x = rng.integers(-300, 300, (ROWS, COLS))
+    mem[0 : ROWS * COLS] = x.reshape(-1)  # the read region "in0" sits at address 0
+    _run_pass(mem, lp.decoded)
+    (u,) = lp.decoded.convs
+    for lane, (kernel, bias, address) in enumerate(((u.kernel, u.bias, 100), (u.kernel1, u.bias1, 200))):
+        k = np.array(kernel).reshape(3, 3)
+        acc = np.array([[np.sum(x[i : i + 3, j : j + 3] * k) for j in range(OUT[1])] for i in range(OUT[0])])
+        raw = np.clip(bias + round_shift(acc, u.shift), -(1 << 15), (1 << 15) - 1)
+        relu = np.maximum(raw, 0)
+        pooled = relu[:4, :4].reshape(2, 2, 2, 2).max(axis=(1, 3))
+        got = mem[address : address + 4].reshape(2, 2)
+        assert np.array_equal(got, pooled), f"lane {lane}: {got} vs {pooled}"

@@ -54,12 +54,18 @@ def check_program(arch, result) -> None:
             done[(u.layer, u.out_channel, u.term)] += 1
             if u.out_channel1 >= 0:  # a packed convolver (tile.lanes = 2) does the term of two maps
                 done[(u.layer, u.out_channel1, u.term)] += 1
+        # a packed convolver's lane 1 goes through its tile's mapper and pooling configuration too
+        lane1 = {u.tile: u.out_channel1 for u in p.convs if u.out_channel1 >= 0}
         for m in p.maps:
             done[("map", m.layer, m.channel)] += 1
+            if m.tile in lane1 and any(u.act_tile == m.tile for u in p.convs):
+                done[("map", m.layer, lane1[m.tile])] += 1
         for a in p.alus:
             done[("alu", a.layer, a.channel)] += 1
         for q in p.pools:  # fused pooling on the pooling unit
             done[(q.layer, q.channel, -1)] += 1
+            if q.tile in lane1:
+                done[(q.layer, lane1[q.tile], -1)] += 1
         if p.kind == "copy":
             for s in p.streams:
                 if s.direction == "write":
@@ -126,8 +132,9 @@ def check_program(arch, result) -> None:
         for u in p.convs:
             assert 0 <= u.delay <= arch.tile.fifo_depth
             assert u.block[0] <= arch.tile.convolver_size and u.block[1] <= arch.tile.convolver_size
-            if u.out_channel1 >= 0:  # packed: small enough kernels, raw outputs, both lanes' streams
-                assert arch.tile.lanes == 2 and max(u.block) <= arch.packed_size and u.act_tile < 0
+            if u.out_channel1 >= 0:  # packed: small enough kernels, both lanes' streams; a mapper
+                # (both lanes through their own, configured alike) only on its own tile
+                assert arch.tile.lanes == 2 and max(u.block) <= arch.packed_size and u.act_tile in (-1, u.tile)
                 assert u.mode == "mac" and len(u.kernel1) == len(u.kernel)
                 lanes = {(s.role, s.lane) for s in p.streams if s.tile == u.tile}
                 if u.to == "port":
