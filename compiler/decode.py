@@ -523,7 +523,8 @@ def _conv(ws: _Words) -> DecodedConv:
             raise ws.error("a convolver in max mode cannot pack a second kernel", ws.i - 1)
         if act and act - 1 != tile:
             raise ws.error(
-                f"a packed convolver's lanes go through its own tile's mappers, not tile {act - 1}'s", ws.i - 1
+                f"a packed convolver's lanes go through its own tile's mappers, not tile {act - 1}'s",
+                ws.i - 1,
             )
         packed, bias1 = True, _s(arg, 16)
     n = block[0] * block[1] if mode == "mac" else 0

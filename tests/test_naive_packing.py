@@ -357,7 +357,13 @@ def test_both_lanes_through_their_mappers_and_pooling_units(h_write: bool):
     naive = _both(lp, arch)
     assert naive.last_writes == (leave + WRITE_LATENCY, leave + h_write + WRITE_LATENCY)
     n_out = OUT[0] * OUT[1]
-    assert naive.busy == {"conv:0": ROWS * COLS, "map:0": n_out, "map1:0": n_out, "pool:0": n_out, "pool1:0": n_out}
+    assert naive.busy == {
+        "conv:0": ROWS * COLS,
+        "map:0": n_out,
+        "map1:0": n_out,
+        "pool:0": n_out,
+        "pool1:0": n_out,
+    }
 
 
 def test_both_lanes_mapped_and_pooled_values():

@@ -134,7 +134,9 @@ def check_program(arch, result) -> None:
             assert u.block[0] <= arch.tile.convolver_size and u.block[1] <= arch.tile.convolver_size
             if u.out_channel1 >= 0:  # packed: small enough kernels, both lanes' streams; a mapper
                 # (both lanes through their own, configured alike) only on its own tile
-                assert arch.tile.lanes == 2 and max(u.block) <= arch.packed_size and u.act_tile in (-1, u.tile)
+                assert (
+                    arch.tile.lanes == 2 and max(u.block) <= arch.packed_size and u.act_tile in (-1, u.tile)
+                )
                 assert u.mode == "mac" and len(u.kernel1) == len(u.kernel)
                 lanes = {(s.role, s.lane) for s in p.streams if s.tile == u.tile}
                 if u.to == "port":
