@@ -57,7 +57,7 @@ _ALU_NAMES = {code: name for name, code in ALU_OPS.items()}
 _ROLE_NAMES = {code: name for name, code in ROLE_CODES.items()}
 _DIRECTIONS = ("read", "write")
 _MODES = ("mac", "max")
-_PSUM_SOURCES = ("bias", "port", "tile")
+_PSUM_SOURCES = ("bias", "port", "tile", "acc")
 _NAME_WIDTH = max(len(n) for n in OPCODES)
 _WORD_LIMIT = 1 << 64
 _STREAM_HEAD = ("PORT", "PORT_ADDR", "PORT_MAP", "PORT_WIN", "PORT_ORG")
@@ -94,8 +94,9 @@ class DecodedStream:
 
 @dataclass(frozen=True, slots=True)
 class DecodedConv:
-    """One convolver: ``psum_from`` is ``bias``, ``port`` or ``tile:N``; ``to`` is ``port`` or
-    ``tile:N``; ``act_tile`` -1 when the output does not pass through a mapper."""
+    """One convolver: ``psum_from`` is ``bias``, ``port``, ``tile:N`` or ``acc`` (the tile's
+    accumulation buffer); ``to`` is ``port``, ``tile:N`` or ``acc`` (``acc_words`` outputs into the
+    buffer); ``act_tile`` -1 when the output does not pass through a mapper."""
 
     tile: int
     mode: str  # mac | max
@@ -113,6 +114,7 @@ class DecodedConv:
     packed: bool = False  # CONV_PACK: a second kernel over the same window (tile.lanes = 2)
     kernel1: tuple[int, ...] = ()  # its row-major weight words
     bias1: int = 0
+    acc_words: int = 0  # CONV_ACC: the outputs go to the tile's accumulation buffer (to == "acc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +288,7 @@ _FORMATTERS = {
         f"{'w1' if b >= 128 else 'w'}[{(b & 0x7F) + 1}]={_s(_lo(arg), 16)}"
     ),
     "CONV_PACK": lambda a, b, c, arg: f"tile={a} bias1={_s(arg, 16)}",
+    "CONV_ACC": lambda a, b, c, arg: f"tile={a} words={arg}",
     "POOL": lambda a, b, c, arg: (
         f"tile={a} mode={_MODES[b] if b < 2 else f'?{b}'} size={c} shift={_s((arg >> 16) & 0xFF, 8)} "
         f"bias={_s(arg, 16)} out_shift={_s(arg >> 24, 8)}"
@@ -527,6 +530,18 @@ def _conv(ws: _Words) -> DecodedConv:
                 ws.i - 1,
             )
         packed, bias1 = True, _s(arg, 16)
+    acc_words = 0
+    if ws.peek() == "CONV_ACC":
+        t, b, c, acc_words = ws.take("CONV_ACC", "CONV_SHIFT")
+        ws.reserved(b=b, c=c)
+        if t != tile or not 0 < acc_words < 1 << 16:
+            raise ws.error(f"tile {t} or words {acc_words} do not fit the convolver on tile {tile}", ws.i - 1)
+        if act or link >> 31 or to_tile or out_shift:
+            raise ws.error(
+                "a convolver writing its accumulation buffer has raw outputs: no mapper, output shift or "
+                "destination (CONV_LINK output 0, CONV_SHIFT act 0 and out_shift 0)",
+                ws.i - 1,
+            )
     n = block[0] * block[1] if mode == "mac" else 0
     weights = _kernel_words(ws, tile, 0, n, mode, block, packed)
     kernel1 = _kernel_words(ws, tile, 128, n, mode, block, packed) if packed else []
@@ -540,13 +555,14 @@ def _conv(ws: _Words) -> DecodedConv:
         shift=_s(shift, 8),
         bias=_s(bias, 16),
         psum_from=f"tile:{src_tile}" if source == "tile" else source,
-        to=f"tile:{to_tile}" if link >> 31 else "port",
+        to="acc" if acc_words else f"tile:{to_tile}" if link >> 31 else "port",
         act_tile=act - 1,
         delay=link & 0xFFFF,
         out_shift=out_shift,
         packed=packed,
         kernel1=tuple(kernel1[:n]),
         bias1=bias1,
+        acc_words=acc_words,
     )
 
 

@@ -22,8 +22,9 @@ opcode  name         fields
                      stream delivered to several tiles); arg = stream number in this pass
 0x30    CONV         a = tile, b = mode (0 mac, 1 max), c = kh << 4 | kw; arg = stride/dilation nibbles
                      sh << 12 | sw << 8 | dh << 4 | dw
-0x31    CONV_LINK    a = tile, b = psum source (0 bias, 1 port, 2 tile), c = source tile;
-                     arg = output (0 port, 1 tile) << 31 | destination tile << 16 | delay
+0x31    CONV_LINK    a = tile, b = psum source (0 bias, 1 port, 2 tile, 3 the tile's accumulation
+                     buffer), c = source tile; arg = output (0 port, 1 tile) << 31 | destination
+                     tile << 16 | delay
 0x32    CONV_SHIFT   a = tile, b = shift (signed 8-bit), c = act tile + 1 (0 = none);
                      arg = out_shift (signed 8-bit) << 16 | bias (16-bit); out_shift rounds the chain
                      end into the output format when no mapper follows
@@ -35,6 +36,9 @@ opcode  name         fields
 0x36    POOL_MAP     a = tile; arg = rows << 16 | cols of the map the pooling unit takes
 0x37    CONV_PACK    a = tile; arg = bias of the second kernel (signed 16-bit): the convolver packs two kernels
                      over one window (tile.lanes = 2); comes after CONV_SHIFT, before CONV_W
+0x38    CONV_ACC     a = tile; arg = words: the convolver's outputs (raw) go to the tile's accumulation
+                     buffer (tile.acc_words), not out of the tile; CONV_LINK's output is then 0 (port,
+                     destination 0); comes after CONV_SHIFT and CONV_PACK, before CONV_W
 0x40    MAP          a = tile, b = segments; arg = shift (input frac + slope frac - output frac)
 0x41    MAP_SEG      a = tile, b = segment; arg = threshold << 16 | offset (threshold of segment 0 unused)
 0x42    MAP_SLOPE    a = tile, b = segment; arg = slope (signed 32-bit)
@@ -66,6 +70,7 @@ __all__ = [
     "conv_head_words",
     "weight_words",
     "pack_word",
+    "acc_word",
     "lane_weight_words",
     "weight_head",
     "weight_bodies",
@@ -92,6 +97,7 @@ OPCODES = {
     "CONV_SHIFT": 0x32,
     "CONV_W": 0x33,
     "CONV_PACK": 0x37,
+    "CONV_ACC": 0x38,
     "POOL": 0x34,
     "POOL_W": 0x35,
     "POOL_MAP": 0x36,
@@ -277,7 +283,7 @@ def conv_head_words(
     conv = word(
         "CONV", tile, 0 if mode == "mac" else 1, _nibbles(what, kh, kw), _nibbles(what, sh, sw, dh, dw)
     )
-    src = {"bias": 0, "port": 1}.get(psum_from, 2)
+    src = {"bias": 0, "port": 1, "acc": 3}.get(psum_from, 2)
     src_tile = int(psum_from.split(":")[1]) if psum_from.startswith("tile:") else 0
     to_tile = int(to.split(":")[1]) if to.startswith("tile:") else 0
     if not (0 <= to_tile < 1 << 15 and 0 <= delay < 1 << 16):
@@ -286,21 +292,37 @@ def conv_head_words(
             "does not fit its CONV_LINK field (15 and 16 bits)"
         )
     link = word(
-        "CONV_LINK", tile, src, src_tile, ((0 if to == "port" else 1) << 31) | (to_tile << 16) | delay
+        "CONV_LINK",
+        tile,
+        src,
+        src_tile,
+        ((0 if to in ("port", "acc") else 1) << 31) | (to_tile << 16) | delay,
     )
     shifts = word("CONV_SHIFT", tile, _i(shift, 8), act_tile + 1, (_i(out_shift, 8) << 16) | _i(bias, 16))
     return conv, link, shifts
 
 
 def conv_head(u: ConvUnit) -> tuple[int, ...]:
-    """:func:`conv_head_words` of unit ``u``, and its CONV_PACK word when it packs two kernels."""
+    """:func:`conv_head_words` of unit ``u``, its CONV_PACK word when it packs two kernels and its
+    CONV_ACC word when its outputs go to the accumulation buffer."""
     head = conv_head_words(
         u.tile, u.mode, u.block, u.stride, u.dilation, u.psum_from, u.to,
         u.delay, u.shift, u.act_tile, u.out_shift, u.bias,
     )  # fmt: skip
-    if u.out_channel1 < 0:
-        return head
-    return (*head, pack_word(u.tile, u.bias1))
+    if u.out_channel1 >= 0:
+        head = (*head, pack_word(u.tile, u.bias1))
+    if u.to == "acc":
+        head = (*head, acc_word(u.tile, u.acc_words))
+    return head
+
+
+def acc_word(tile: int, words: int) -> int:
+    """The CONV_ACC word: the convolver's ``words`` outputs go to its tile's accumulation buffer."""
+    if not 0 < words < 1 << 16:
+        raise ValueError(
+            f"convolver on tile {tile}: {words} words do not fit the CONV_ACC field (1 to 65535)"
+        )
+    return word("CONV_ACC", tile, arg=words)
 
 
 def pack_word(tile: int, bias1: int) -> int:

@@ -89,9 +89,11 @@ class Stream:
 class ConvUnit:
     """One convolver's work in a pass: one term of a chain (or a fused pooling stage).
 
-    ``psum_from``: ``"bias"`` (chain start; ``bias`` word), ``"port"`` (a partial sum read stream)
-    or ``"tile:N"`` (the output of the convolver on tile N). ``to``: ``"port"`` (written), or
-    ``"tile:N"``. ``act_tile``: the tile whose mapper the output passes through first (or -1).
+    ``psum_from``: ``"bias"`` (chain start; ``bias`` word), ``"port"`` (a partial sum read stream),
+    ``"tile:N"`` (the output of the convolver on tile N) or ``"acc"`` (the tile's accumulation
+    buffer, as an earlier pass left it; targets with ``tile.acc_words``). ``to``: ``"port"``
+    (written), ``"tile:N"``, or ``"acc"``: the raw outputs are stored in the tile's accumulation
+    buffer (``acc_words`` of them, the unit's windows) and nothing leaves the tile. ``act_tile``: the tile whose mapper the output passes through first (or -1).
     ``delay``: FIFO words inserted on the data input to line it up with the partial sum.
     ``out_shift``: at the end of a chain written without a mapper, the partial sum is rounded into the
     output format by this many fraction bits (then saturated).
@@ -125,6 +127,7 @@ class ConvUnit:
     out_channel1: int = -1  # packed (tile.lanes = 2): lane 1's output map; -1 when not packed
     kernel1: tuple[int, ...] = ()  # lane 1's weight words, row-major
     bias1: int = 0  # lane 1's bias (chain start)
+    acc_words: int = 0  # to == "acc": the outputs stored in the accumulation buffer (its windows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,6 +177,11 @@ class _Segment(NamedTuple):
     pool: ConvLayer | None = None
     shared: bool = False  # its one term reads the previous segment's input stream (taken on the way)
     o1: int = -1  # packed (tile.lanes = 2): the output map of the second kernel, over the same terms
+    # accumulation buffers (tile.acc_words): the chain's partial sums come from / go to the buffer of
+    # the segment's one tile, `tile` (the same tile for every segment of the chain)
+    acc_in: bool = False
+    acc_out: bool = False
+    tile: int = -1  # the tile the segment must run on (-1: the next free one)
 
 
 #: Makes a :class:`_Segment` from a tuple of all its fields, without the named tuple's Python-level
@@ -186,7 +191,7 @@ _new_segment = tuple.__new__
 
 def _same_input(prev: _Segment, layer: ConvLayer, o: int, slot: int, strip: tuple[int, int]) -> bool:
     """Whether a one-term chain (output ``o``, term ``slot``) reads exactly what ``prev`` reads."""
-    if prev.layer is not layer or len(prev.slots) != 1 or prev.psum_in or prev.strip != strip or prev.o1 >= 0:
+    if prev.layer is not layer or len(prev.slots) != 1 or prev.psum_in or prev.strip != strip:
         return False
     a, b = (prev.o, prev.slots[0]), (o, slot)
     return layer.channels[a] == layer.channels[b] and np.array_equal(layer.offsets[a], layer.offsets[b])
@@ -457,6 +462,21 @@ def _conv_segments(
             while j < end:
                 psum = j > 0
                 if lanes == 2:
+                    if (
+                        n == 1
+                        and cur
+                        and not extra
+                        and min(free_w, free_p) >= lanes
+                        and free_c >= 1
+                        and _same_input(cur[-1], layer, o, slots[0], strip)
+                    ):
+                        # the previous segment's read stream goes on to this tile (Stream.taps)
+                        cur.append(_Segment(layer, o, slots, False, True, strip, pool, True, o1))
+                        free_c, free_w, free_p = free_c - 1, free_w - lanes, free_p - lanes
+                        j += 1
+                        if free_w < 1 or free_c < 1 or free_p < 2:
+                            flush()
+                        continue
                     ps = lanes * psum
                     if free_w < lanes or free_r < 1 + ps or free_c < 1 or free_p < 1 + ps + lanes:
                         if not cur:
@@ -484,7 +504,20 @@ def _conv_segments(
                     # them and is full, as the steps below would find (a large network has hundreds
                     # of thousands of these passes)
                     while n - j > run:
-                        seg = (layer, o, slots[j : j + run], True, False, strip, None, False, -1)
+                        seg = (
+                            layer,
+                            o,
+                            slots[j : j + run],
+                            True,
+                            False,
+                            strip,
+                            None,
+                            False,
+                            -1,
+                            False,
+                            False,
+                            -1,
+                        )
                         passes.append([_new_segment(_Segment, seg)])
                         j += run
                 if (
@@ -593,6 +626,86 @@ def _chain_items(
     return items
 
 
+def _acc_segments(
+    ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None, unit: bool
+) -> list[list[_Segment]] | None:
+    """The layer's chains on accumulation buffers (``tile.acc_words``), or None when they do not fit.
+
+    Each convolver takes one chain (a pair of output maps on a packing target) and runs it to its
+    end, one term a pass: its partial sums stay in its tile's buffer between passes (the first term
+    starts from the bias, the last goes out through the mapper and pooling unit). A pass is one term
+    of every convolver's chain: one data read each, and the writes of the chains that end in it. A
+    chain whose last term finds no free ports, or whose writes would make a pass that already writes
+    slower than the memory allows, waits a pass (so the convolvers' chains end in different passes
+    from then on)."""
+    arch, io = ctx.arch, ctx.arch.io
+    if (
+        ctx.policy != "nfc"
+        or not arch.tile.acc_words
+        or layer.mode != "mac"
+        or (pool is not None and not unit)
+    ):
+        return None
+    O = layer.out_shape[0]
+    chains = [_slots(layer, o) for o in range(O)]
+    if max(map(len, chains)) < 2:
+        return None
+    items = _chain_items(ctx, layer, pool, unit, chains, True)
+    if any(start or end != len(chains[o]) for o, _, start, end in items):
+        return None  # a pair split into final segments: lane 1's sums would have to change buffers
+    strips = _strips(layer, arch)
+    for x0, x1 in strips:
+        oh, ow = layer.out_shape[1], x1 - x0
+        if unit:  # only the outputs the pooling unit uses
+            size = pool.block[0]
+            oh, ow = pool.out_shape[1] * size, pool.out_shape[2] * size  # as _conv_builder trims them
+        if oh * ow > arch.tile.acc_words:
+            return None
+    tiles = [t for t in ctx.geo.snake][: arch.convolvers]
+    per_cycle = _words_per_cycle(arch, arch.memory.read_gbytes_per_s)
+    passes: list[list[_Segment]] = []
+    for strip in strips:
+        region = _region_in(layer, 0, (0, 0), strip).words
+        out = layer.out_shape[1] * (strip[1] - strip[0])
+        if pool is not None:
+            out = pool.out_shape[1] * pool.out_shape[2]
+        budget = per_cycle * region  # words a pass moves at full speed
+        queue = list(reversed(items))
+        running: list[list | None] = [None] * len(tiles)  # per convolver: [item, next term]
+        while queue or any(running):
+            group: list[_Segment] = []
+            free_r, free_w, free_p = io.max_read_ports, io.max_write_ports, io.ports
+            moved = sum(1 for r in running if r is not None or queue) * region  # the pass's data reads
+            for i, t in enumerate(tiles):
+                if running[i] is None and queue:
+                    running[i] = [queue.pop(), 0]
+                if running[i] is None:
+                    continue
+                (o, o1, _, n), j = running[i]
+                lanes = 1 if o1 < 0 else 2
+                final = j == n - 1
+                writes = lanes if final else 0
+                slower = writes and free_w < io.max_write_ports and moved + writes * out > budget
+                if free_r < 1 or free_w < writes or free_p < 1 + writes or slower:
+                    continue  # its chain waits a pass
+                slots = chains[o]
+                fused = pool if final else None
+                group.append(
+                    _Segment(
+                        layer, o, (slots[j],), j > 0, final, strip, fused, False, o1, j > 0, not final, t
+                    )
+                )
+                free_r, free_w, free_p = free_r - 1, free_w - writes, free_p - 1 - writes
+                moved += writes * out
+                running[i] = None if final else [running[i][0], j + 1]
+            if not group:
+                raise SchedulingError(
+                    f"layer {layer.name!r}: a chain's last term finds no pass with its ports (internal error)"
+                )
+            passes.append(group)
+    return passes
+
+
 def _lanes_alike(layer: ConvLayer, pool: ConvLayer | None, o: int, o1: int) -> bool:
     """Whether output maps ``o`` and ``o1`` take the same mapper words and the same pooling-unit
     words, so that the two lanes of a packed convolver can share one configuration."""
@@ -610,20 +723,30 @@ def _lanes_alike(layer: ConvLayer, pool: ConvLayer | None, o: int, o1: int) -> b
     return True
 
 
-def _plan_cost(ctx: _Ctx, groups: list[list[_Segment]]) -> float:
-    """Rough cycles of a plan, to choose between alternatives: streaming beats plus configuration."""
+def _plan_cost(ctx: _Ctx, groups: list[list[_Segment]], memory: bool = False) -> float:
+    """Rough cycles of a plan, to choose between alternatives: streaming beats plus configuration;
+    with ``memory``, a pass streams no faster than its words fit the memory's bandwidth."""
     arch = ctx.arch
     total = 0.0
+    per_cycle = float(_words_per_cycle(arch, arch.memory.read_gbytes_per_s))
     for group in groups:
         layer = group[0].layer
         region = _region_in(layer, 0, (0, 0), group[0].strip)
         kk = layer.block[0] * layer.block[1] if layer.mode == "mac" else 0
         # a packed segment's units carry two kernels; it reads two partial sums and writes two maps
         units = sum(len(s.slots) * (1 + (s.o1 >= 0)) + (s.pool is not None) for s in group)
-        streams = sum(len(s.slots) + (s.psum_in + 1) * (1 + (s.o1 >= 0)) for s in group)
+        # (a segment on an accumulation buffer reads and writes no partial sums)
+        sums = [(s.psum_in and not s.acc_in, not s.acc_out, 1 + (s.o1 >= 0)) for s in group]
+        streams = sum(len(s.slots) for s in group) + sum((a + b) * lanes for a, b, lanes in sums)
         maps = sum(1 for s in group if s.final and (layer.act or (s.pool is not None and s.pool.act)))
         words = 3 + 7 * streams + units * (3 + (kk + 1) // 2) + maps * (1 + 2 * arch.tile.mapper_segments)
-        total += region.words + words * arch.config_bus.cycles_per_word + arch.memory.latency_cycles
+        beats = region.words
+        if memory:
+            out = layer.out_shape[1] * (group[0].strip[1] - group[0].strip[0])
+            reads = sum(len(s.slots) for s in group if not s.shared) * region.words
+            moved = reads + sum((a + b) * lanes for a, b, lanes in sums) * out
+            beats = max(beats, moved / per_cycle)
+        total += beats + words * arch.config_bus.cycles_per_word + arch.memory.latency_cycles
     return total
 
 
@@ -896,7 +1019,18 @@ def _conv_builder(
     first = segments[0].layer
     unit = first.name in ctx.pool_units  # fused pooling on the pooling unit of the chain's last tile
     key = tuple(
-        (len(seg.slots), seg.psum_in, seg.pool is not None, unit, seg.shared, seg.o1 >= 0) for seg in segments
+        (
+            len(seg.slots),
+            seg.psum_in,
+            seg.pool is not None,
+            unit,
+            seg.shared,
+            seg.o1 >= 0,
+            seg.tile,
+            seg.acc_in,
+            seg.acc_out,
+        )
+        for seg in segments
     )
     pb = _PassBuilder(ctx, index, "conv" if first.kind not in ("maxpool", "avgpool") else "pool", key)
     fifo = arch.tile.fifo_depth
@@ -941,7 +1075,7 @@ def _conv_builder(
         rows = (OH - 1) * sh + span_h
         cols = (x1 - x0 - 1) * sw + span_w
         src, pads, pad_value = layer.src, layer.pads, layer.pad_value
-        tiles = [pb.tile() for _ in seg.slots]
+        tiles = [seg.tile] if seg.tile >= 0 else [pb.tile() for _ in seg.slots]  # (acc: one term, its tile)
         conv_pool = seg.pool is not None and not unit  # pooling on a convolver of its own
         pool_tile = pb.tile() if conv_pool else -1
         # chain links first (most constrained), then reads, then the write
@@ -975,9 +1109,13 @@ def _conv_builder(
                 to = f"tile:{tiles[i + 1]}"
             elif conv_pool:
                 to = f"tile:{pool_tile}"
+            elif seg.acc_out:
+                to = "acc"
             psum_from = (
                 "bias" if i == 0 and not seg.psum_in else ("port" if i == 0 else f"tile:{tiles[i - 1]}")
             )
+            if i == 0 and seg.acc_in:
+                psum_from = "acc"
             kernel = tuple(terms.kernels[o][slot]) if mac else ()
             macs = terms.nonzero[o][slot] * out_words if mac else 0
             if o1 >= 0:
@@ -1011,6 +1149,7 @@ def _conv_builder(
                     o1,  # out_channel1
                     tuple(terms.kernels[o1][slot]) if o1 >= 0 else (),  # kernel1
                     terms.bias[o1] if o1 >= 0 and psum_from == "bias" else 0,  # bias1
+                    out_words if to == "acc" else 0,  # acc_words
                 ),
                 terms.bodies[o][slot] if terms.bodies is not None else None,
             )
@@ -1018,7 +1157,7 @@ def _conv_builder(
         for *args, lane in pending:
             pb.stream("write", "out", *args, lane=lane)
         pending.clear()
-        if seg.psum_in:
+        if seg.psum_in and not seg.acc_in:
             psum_buf = ctx.psum_buffers[layer.name]
             for lane, channel in enumerate((o, o1) if o1 >= 0 else (o,)):
                 region = ctx.region(psum_buf, channel, 0, x0, OH, x1 - x0)
@@ -1093,7 +1232,7 @@ def _conv_builder(
             pb.stream("write", "out", out_region, pool_tile, POH * POW, source=(k, -1))
             writes.append(POH * POW)
             depth += CONV_LATENCY + hop * hops[-1]
-        else:
+        elif not seg.acc_out:  # (stored in the tile's accumulation buffer: no write)
             dst = layer.dst if seg.final else ctx.psum_buffers[layer.name]
             for lane, channel in enumerate((o, o1) if o1 >= 0 else (o,)):
                 out_region = ctx.region(dst, channel, 0, x0, OH, x1 - x0)
@@ -1152,7 +1291,10 @@ class _ConvLayerPasses:
         if key not in self.templates:
             # a shape whose first pass had to be split keeps being built by _split_build
             # (packed segments, tile.lanes = 2, are built pass by pass)
-            plain = len(passes) == 1 and all(seg.pool is None and seg.o1 < 0 for seg in group)
+            # (and so are segments on accumulation buffers, tile.acc_words, whose tiles are fixed)
+            plain = len(passes) == 1 and all(
+                seg.pool is None and seg.o1 < 0 and seg.tile < 0 for seg in group
+            )
             self.templates[key] = _ConvTemplate(self.ctx, index, group) if plain else None
             if plain:
                 self.waiting[key] = ([], [])
@@ -1344,12 +1486,27 @@ def _limits(arch: ArchConfig) -> str:
 
 def _split_build(ctx: _Ctx, index: int, build, items, layer: str) -> list[Pass]:
     """``build(ctx, index, items)`` one pass; while its streams cannot all be routed, halve ``items``
-    (segments or channels) and build the halves."""
+    (segments or channels) and build the halves. A group with packed segments (whose convolvers each
+    write two maps) is first tried in other orders (which places its segments on other tiles)."""
     try:
         return [build(ctx, index, items)]
     except SchedulingError as exc:
         if len(items) == 1:
             raise SchedulingError(f"layer {layer!r}: {exc} ({_limits(ctx.arch)})") from None
+    if isinstance(items[0], _Segment) and any(s.o1 >= 0 for s in items) and all(s.tile < 0 for s in items):
+        # rotate the runs (a segment and the shared segments taking its read stream after it)
+        runs: list[list[_Segment]] = []
+        for s in items:
+            if s.shared and runs:
+                runs[-1].append(s)
+            else:
+                runs.append([s])
+        for r in range(1, len(runs)):
+            order = [s for run in runs[r:] + runs[:r] for s in run]
+            try:
+                return [build(ctx, index, order)]
+            except SchedulingError:
+                pass
     half = len(items) // 2
     first = _split_build(ctx, index, build, items[:half], layer)
     return first + _split_build(ctx, index + len(first), build, items[half:], layer)
@@ -1551,6 +1708,11 @@ def _schedule(low: Lowered, arch: ArchConfig, policy: str, progress: Callable[[s
                 plain = _conv_segments(ctx, layer, pool, unit, pack=False)
                 if _plan_cost(ctx, plain) <= _plan_cost(ctx, segs):
                     segs = plain
+            on_grid = _acc_segments(ctx, layer, pool, unit)
+            if on_grid is not None and _plan_cost(ctx, on_grid, memory=True) < _plan_cost(
+                ctx, segs, memory=True
+            ):
+                segs = on_grid  # partial sums in the tiles' accumulation buffers, not in memory
             if pool is not None and not unit:
                 apart = _conv_segments(ctx, layer, None)
                 pool_apart = _conv_segments(ctx, pool, None)
@@ -1565,7 +1727,7 @@ def _schedule(low: Lowered, arch: ArchConfig, policy: str, progress: Callable[[s
                         name = f"{pool.name}.pooled"
                         ctx.pooled[layer.name] = name
                         ctx.extra_buffers[name] = (pool.out_shape, pool.psum_fmt.frac, pool.psum_fmt.bits)
-            if any(s.psum_in for group in segs for s in group):
+            if any(s.psum_in and not s.acc_in for group in segs for s in group):
                 name = f"{layer.name}.psum"
                 ctx.psum_buffers[layer.name] = name
                 ctx.extra_buffers[name] = (layer.out_shape, layer.psum_fmt.frac, layer.psum_fmt.bits)

@@ -15,5 +15,7 @@ ALU_LATENCY = 1
 WRITE_LATENCY = 1
 #: Pooling unit: from the word completing a window to the pooled word.
 POOL_LATENCY = 1
+#: Accumulation buffer (``tile.acc_words``): from the output leaving the convolver to its write.
+ACC_LATENCY = 1
 
-__all__ = ["CONV_LATENCY", "MAP_LATENCY", "ALU_LATENCY", "WRITE_LATENCY", "POOL_LATENCY"]
+__all__ = ["CONV_LATENCY", "MAP_LATENCY", "ALU_LATENCY", "WRITE_LATENCY", "POOL_LATENCY", "ACC_LATENCY"]

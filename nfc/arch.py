@@ -65,6 +65,13 @@ class TileConfig:
         "packed_size)",
         default=1,
     )
+    acc_words: int = _f(
+        0,
+        65535,
+        "words of each lane's accumulation buffer: a chain's partial sums kept on the tile between "
+        "passes instead of in memory (optional, default 0: none, as in NeuFlow)",
+        default=0,
+    )
 
 
 @dataclass(frozen=True, slots=True)

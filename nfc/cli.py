@@ -56,6 +56,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
                 f"{c.io.ports} ({c.io.max_read_ports}r/{c.io.max_write_ports}w)",
                 str(c.tiles * c.tile.poolers),
                 f"{c.tile.lanes} x {c.packed_size}x{c.packed_size}" if c.tile.lanes > 1 else "-",
+                str(c.tile.acc_words) if c.tile.acc_words else "-",
                 f"Q{c.numerics.word_bits - c.numerics.frac_bits}.{c.numerics.frac_bits}",
                 c.fpga.part if c.fpga is not None else "-",
             ]
@@ -74,6 +75,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
                     "ports",
                     "pooling units",
                     "packing",
+                    "acc words",
                     "word",
                     "FPGA part",
                 ],

@@ -26,7 +26,14 @@ from nfc.compiler.binary import LoadedPass, LoadedProgram, as_loaded
 from nfc.compiler.decode import DecodedConv, DecodedPass, DecodedStream, conv_order
 from nfc.compiler.grid import Lowered
 from nfc.compiler.program import HostStep, Program
-from nfc.compiler.timing import ALU_LATENCY, CONV_LATENCY, MAP_LATENCY, POOL_LATENCY, WRITE_LATENCY
+from nfc.compiler.timing import (
+    ACC_LATENCY,
+    ALU_LATENCY,
+    CONV_LATENCY,
+    MAP_LATENCY,
+    POOL_LATENCY,
+    WRITE_LATENCY,
+)
 from nfc.errors import NfcError
 from nfc.sim.events import Events
 from nfc.sim.functional import ProgramRun, run_pass, start_run
@@ -193,6 +200,7 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
         order = conv_order(p)
     except ValueError as exc:
         raise ContractError(str(exc)) from None
+    acc_end = 0  # 1 + the cycle of the last word stored in an accumulation buffer
     for u, feeder, src in order:
         if feeder is not None:  # a pooling convolver reading the previous unit's output
             rows, cols = shapes[feeder]
@@ -219,6 +227,10 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
                 )
             psums = [results[src] + h]  # both lanes: a packed convolver's lanes leave together
             hops += psums[0].size * lanes
+        elif u.psum_from == "acc":
+            # the tile's accumulation buffer: partial sum k is there when window k completes
+            _check_acc(p, u, oh * ow, arch)
+            fifo_words += oh * ow * lanes
         elif u.psum_from == "port":
             for lane, streams in enumerate((psum_streams, psum_streams1)[:lanes]):
                 ps = streams.get(u.tile)
@@ -249,6 +261,17 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
             busy[f"map:{u.act_tile}"] = busy.get(f"map:{u.act_tile}", 0) + out.size
             if lanes == 2:
                 busy[f"map1:{u.act_tile}"] = out.size
+        if u.to == "acc":  # stored in the tile's buffer, ACC_LATENCY after leaving; the pass waits for it
+            _check_acc(p, u, oh * ow, arch)
+            if u.acc_words != oh * ow:
+                raise ContractError(
+                    f"pass {p.index}: tile {u.tile} stores {u.acc_words} words in its accumulation buffer "
+                    f"(CONV_ACC) but makes {oh * ow} outputs"
+                )
+            fifo_words += out.size * lanes
+            if out.size:
+                acc_end = max(acc_end, int(out.max()) + ACC_LATENCY + 1)
+            continue
         results[u.tile] = out
         shapes[u.tile] = (oh, ow)
         if u.packed:
@@ -285,7 +308,7 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
         if lanes == 2:
             busy[f"pool1:{q.tile}"] = t_in.size
     # -- write streams ---------------------------------------------------------------------------------
-    end = config  # a pass with no write (none exist) ends after its configuration
+    end = max(config, acc_end)  # a pass with no write at all (none exist) ends after its configuration
     for s in p.streams:
         if s.direction != "write":
             continue
@@ -339,6 +362,16 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
         estimate=int(lp.estimate.get("total", 0)),
         hidden_config_cycles=hidden,
     )
+
+
+def _check_acc(p: DecodedPass, u: DecodedConv, windows: int, arch: ArchConfig) -> None:
+    """An accumulation buffer holds the unit's ``windows`` words (``tile.acc_words`` per lane)."""
+    if windows > arch.tile.acc_words:
+        have = f"{arch.tile.acc_words}-word" if arch.tile.acc_words else "no"
+        raise ContractError(
+            f"pass {p.index}: tile {u.tile} keeps {windows} partial sums in its accumulation buffer; the "
+            f"target has {have} buffers (tile.acc_words)"
+        )
 
 
 def time_steps(

@@ -105,7 +105,13 @@ def pool_words(q: DecodedPool, x: np.ndarray) -> np.ndarray:
     return saturate(round_shift(v, q.out_shift), WORD_BITS)[0]
 
 
-def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
+def _run_pass(
+    mem: np.ndarray, p: DecodedPass, buffers: dict[tuple[int, int], np.ndarray] | None = None
+) -> None:
+    """Execute pass ``p`` on the memory image ``mem``; ``buffers`` holds the tiles' accumulation
+    buffers, ``(tile, lane) -> words`` as the last pass that stored them left them (kept across
+    passes)."""
+    buffers = {} if buffers is None else buffers
     data: dict[int, list[np.ndarray]] = {}
     psum_in: dict[int, np.ndarray] = {}
     psum_in1: dict[int, np.ndarray] = {}  # lane 1 of packed convolvers
@@ -131,6 +137,8 @@ def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
         elif data.get(u.tile):
             x = data[u.tile].pop(0)
             psum = results[src] if src is not None else psum_in[u.tile] if u.psum_from == "port" else None
+            if u.psum_from == "acc":
+                psum = _acc_read(buffers, p, u.tile, 0)
         else:
             raise NfcError(
                 f"pass {p.index}: the convolver on tile {u.tile} has no data stream (program error)"
@@ -150,13 +158,18 @@ def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
             out = _mapper(maps[u.act_tile], out)
         elif u.to == "port":
             out = saturate(round_shift(out, u.out_shift), WORD_BITS)[0]
-        results[u.tile] = out
+        if u.to == "acc":  # raw, into the tile's buffer; nothing leaves the tile
+            _acc_write(buffers, p, u, 0, out)
+        else:
+            results[u.tile] = out
         if u.packed:  # the second kernel over the same window, with its own partial sums
             psum1 = (
                 results1.get(src)
                 if src is not None
                 else psum_in1.get(u.tile)
                 if u.psum_from == "port"
+                else _acc_read(buffers, p, u.tile, 1)
+                if u.psum_from == "acc"
                 else None
             )
             if u.psum_from != "bias" and psum1 is None:
@@ -172,7 +185,10 @@ def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
                 out1 = _mapper(maps[u.act_tile], out1)
             elif u.to == "port":
                 out1 = saturate(round_shift(out1, u.out_shift), WORD_BITS)[0]
-            results1[u.tile] = out1
+            if u.to == "acc":
+                _acc_write(buffers, p, u, 1, out1)
+            else:
+                results1[u.tile] = out1
     for m in p.maps:  # mappers of map passes (not after a convolver)
         if any(u.act_tile == m.tile for u in p.convs):
             continue
@@ -205,6 +221,25 @@ def _run_pass(mem: np.ndarray, p: DecodedPass) -> None:
             )
 
 
+def _acc_read(acc: dict[tuple[int, int], np.ndarray], p: DecodedPass, tile: int, lane: int) -> np.ndarray:
+    if (tile, lane) not in acc:
+        raise NfcError(
+            f"pass {p.index}: tile {tile} lane {lane} reads an accumulation buffer no pass has stored (program error)"
+        )
+    return acc[(tile, lane)]
+
+
+def _acc_write(
+    acc: dict[tuple[int, int], np.ndarray], p: DecodedPass, u: DecodedConv, lane: int, words: np.ndarray
+) -> None:
+    if words.size != u.acc_words:
+        raise NfcError(
+            f"pass {p.index}: tile {u.tile} stores {words.size} outputs, its CONV_ACC word says {u.acc_words} "
+            "(program error)"
+        )
+    acc[(u.tile, lane)] = words
+
+
 def _host(mem: np.ndarray, prog: LoadedProgram, step: HostStep, layer: HostLayer) -> None:
     args = []
     for name, shape in zip(step.srcs, layer.in_shapes, strict=True):
@@ -224,6 +259,8 @@ class RunState:
         self.prog = prog
         self.mem = mem
         self.hosts = {layer.name: layer for layer in lowered.layers if isinstance(layer, HostLayer)}
+        # the tiles' accumulation buffers, (tile, lane) -> words: they keep their words between passes
+        self.acc: dict[tuple[int, int], np.ndarray] = {}
 
     def finish(self) -> ProgramRun:
         """The outputs as the memory image holds them now."""
@@ -259,7 +296,7 @@ def run_pass(state: RunState, step: LoadedPass | HostStep) -> None:
     if isinstance(step, HostStep):
         _host(state.mem, state.prog, step, state.hosts[step.layer])
     else:
-        _run_pass(state.mem, step.decoded)
+        _run_pass(state.mem, step.decoded, state.acc)
 
 
 def run_program(

@@ -27,8 +27,12 @@ hardware does, knowing nothing of the formulas: it clocks a model of the grid on
   (a write stream of lane 1 takes the lane-1 output of its tile's packed convolver, or of lane 1's
   pooling unit).
 
-The pass ends when every write stream has written all its words; it takes one cycle more than the
-cycle of its last write. Values are not modelled, only when words move. Speed is not a goal: the
+A convolver taking its partial sums from its tile's accumulation buffer (``tile.acc_words``) has
+them at once, as a bias start does; one storing its outputs there sends them down a delay line of
+``ACC_LATENCY`` cycles into a counter, which counts as a write.
+
+The pass ends when every write stream and accumulation buffer has written all its words; it takes
+one cycle more than the cycle of its last write. Values are not modelled, only when words move. Speed is not a goal: the
 tests use it on small programs to hold ``sim/cycle.py`` to the contract.
 """
 
@@ -39,7 +43,14 @@ from dataclasses import dataclass, field
 from nfc.arch import ArchConfig
 from nfc.compiler.binary import LoadedPass
 from nfc.compiler.decode import DecodedConv, DecodedPass, DecodedPool, DecodedStream
-from nfc.compiler.timing import ALU_LATENCY, CONV_LATENCY, MAP_LATENCY, POOL_LATENCY, WRITE_LATENCY
+from nfc.compiler.timing import (
+    ACC_LATENCY,
+    ALU_LATENCY,
+    CONV_LATENCY,
+    MAP_LATENCY,
+    POOL_LATENCY,
+    WRITE_LATENCY,
+)
 from nfc.sim.cycle import ContractError
 
 __all__ = ["NaiveTiming", "naive_pass"]
@@ -460,9 +471,12 @@ class _Sink:
 
 
 class _WritePort:
-    def __init__(self, s: DecodedStream, path: _Path):
+    """A write DMA, or (``s`` None) a lane's accumulation buffer storing ``words`` outputs."""
+
+    def __init__(self, s: DecodedStream | None, path: _Path, words: int = 0):
         self.s = s
         self.path = path
+        self.words = s.words if s is not None else words
         self.written = 0
         self.last = -1
 
@@ -512,6 +526,7 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
 
     # -- units and their inputs ---------------------------------------------------------------------
     producers: dict[int, _Unit] = {}  # tile -> the unit whose outputs leave that tile
+    writes: list[_WritePort] = []  # write DMAs and accumulation buffers being stored
     convs = {u.tile: _Conv(u, clock, arch, p.index) for u in p.convs}
     feeders: dict[int, int] = {}  # pooling tile -> tile of the convolver feeding it
     for u in p.convs:
@@ -555,6 +570,11 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
                         )
                     cv.psum1 = _Path(clock, [h])
                     lane1.subscribers.append(cv.psum1)
+            elif u.psum_from == "acc":  # the tile's buffer: each partial sum there when its window completes
+                if shapes[u.tile][0] * shapes[u.tile][1] > arch.tile.acc_words:
+                    raise ContractError(
+                        f"pass {p.index}: tile {u.tile} reads more partial sums than its accumulation buffer holds"
+                    )
             elif u.psum_from == "port":
                 for lane, dmas_of_lane in enumerate((psum_dmas, psum_dmas1)[: 2 if u.packed else 1]):
                     if u.tile not in dmas_of_lane or dma is None:
@@ -567,7 +587,17 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
                         cv.psum1 = pd.path
                     else:
                         cv.psum = pd.path
-            producers[u.tile] = cv
+            if u.to == "acc":  # into the tile's accumulation buffer(s), ACC_LATENCY after leaving
+                if shapes[u.tile][0] * shapes[u.tile][1] > arch.tile.acc_words:
+                    raise ContractError(
+                        f"pass {p.index}: tile {u.tile} stores more words than its accumulation buffer holds"
+                    )
+                for unit in (cv, cv.lane1) if cv.lane1 is not None else (cv,):
+                    writer = _WritePort(None, _Path(clock, [ACC_LATENCY]), u.acc_words)
+                    unit.subscribers.append(writer.path)
+                    writes.append(writer)
+            else:
+                producers[u.tile] = cv
             order.append(cv)
             pending.remove(u)
             placed = True
@@ -597,7 +627,9 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
     pools: list[_Pool] = []
     pools1: list[_Pool] = []  # lane 1's pooling units
     # tile -> the unit whose lane-1 outputs leave that tile (a packed convolver, or lane 1's pooling unit)
-    producers1: dict[int, _Unit] = {t: cv.lane1 for t, cv in convs.items() if cv.lane1 is not None}
+    producers1: dict[int, _Unit] = {
+        t: cv.lane1 for t, cv in convs.items() if cv.lane1 is not None and cv.u.to != "acc"
+    }
     for q in p.pools:
         if q.tile not in producers or shapes.get(q.tile, (q.rows, q.cols)) != (q.rows, q.cols):
             raise ContractError(
@@ -617,7 +649,6 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
             producers1[q.tile] = pool1
             pools1.append(pool1)
             units.append(pool1)
-    writes: list[_WritePort] = []
     for s in p.streams:
         if s.direction != "write":
             continue
@@ -692,8 +723,9 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
         if any(f.ages for f in cv.joins()):
             raise ContractError(f"pass {p.index}: tile {cv.u.tile}: windows and partial sums do not pair up")
     for wp in writes:
-        if wp.written != wp.s.words:
-            raise ContractError(f"pass {p.index}: write stream of {wp.s.words} words gets {wp.written}")
+        if wp.written != wp.words:
+            what = "write stream" if wp.s is not None else "accumulation buffer"
+            raise ContractError(f"pass {p.index}: {what} of {wp.words} words gets {wp.written}")
     last_write = max((wp.last for wp in writes), default=-1)
     busy: dict[str, int] = {}
     peaks: dict[str, int] = {}
@@ -725,5 +757,5 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
         busy=busy,
         fifo_peak=peaks,
         macs=sum(cv.macs for cv in order),
-        last_writes=tuple(wp.last for wp in writes),
+        last_writes=tuple(wp.last for wp in writes if wp.s is not None),
     )

@@ -192,8 +192,22 @@ def _packed(rng):
     return _model(nodes, (1, 6, 10, 12), "y", inits)
 
 
+def _acc(rng):
+    """For a target with accumulation buffers (tile.acc_words, tests/targets/acc.toml: 64 words a
+    lane): two packed layers whose chains (6 and 8 terms) keep their partial sums on the tiles, the
+    first with a mapper and 2x2 max pooling, maps small enough for the buffers (6x8, then 3x4)."""
+    inits = {"w0": _w(rng, 8, 6, 3, 3), "b0": _w(rng, 8), "w1": _w(rng, 8, 8, 3, 3), "b1": _w(rng, 8)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c0"], ["r0"]),
+        helper.make_node("MaxPool", ["r0"], ["p0"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p0", "w1", "b1"], ["y"], pads=[1, 1, 1, 1]),
+    ]
+    return _model(nodes, (1, 6, 6, 8), "y", inits)
+
+
 #: Networks for particular targets, kept apart from NETS (whose seeds follow their sorted names).
-TARGET_NETS = {"packed": _packed}
+TARGET_NETS = {"packed": _packed, "acc": _acc}
 
 NETS = {
     "conv_pool_linear": _conv_pool_linear,

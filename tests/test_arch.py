@@ -197,6 +197,8 @@ def test_cli_targets_table(capsys):
         "pooling",
         "units",
         "packing",
+        "acc",
+        "words",
         "word",
         "FPGA",
         "part",
@@ -208,6 +210,8 @@ def test_cli_targets_table(capsys):
     # kernel packing: two kernels of up to 7x7 on a 10x10 convolver; none on NeuFlow's own build
     assert any(line.startswith("asic45 ") and " 2 x 7x7 " in line for line in lines)
     assert any(line.startswith("virtex6 ") and " 2 x 7x7 " not in line for line in lines)
+    # accumulation buffers: 4096 words a lane on virtex6_packed only
+    assert [line.split()[0] for line in lines if " 4096 " in line] == ["virtex6_packed"]
 
 
 def test_cli_targets_json(capsys):
@@ -243,3 +247,13 @@ def test_cli_broken_target_file(tmp_path, capsys):
         "nfc: error: unknown target 'no-such-target': give one of virtex6, asic45, tiny, mid, zynq7020, ecp5, virtex6_packed or the path of a "
         "target .toml file\n"
     )
+
+
+def test_accumulation_buffers_are_optional():
+    """tile.acc_words may be left out (0: no buffers, NeuFlow's partial sums go through memory)."""
+    data = _raw("virtex6")
+    assert "acc_words" not in data["tile"] and arch_from_dict(data, "v.toml").tile.acc_words == 0
+    assert load_target("virtex6_packed").tile.acc_words == 4096
+    data["tile"]["acc_words"] = 65536
+    with pytest.raises(TargetError, match=r"^bad\.toml: tile\.acc_words must be between 0 and 65535"):
+        arch_from_dict(data, "bad.toml")

@@ -258,6 +258,35 @@ def test_packed_convolver_round_trip():
     assert (plain.convs[0].packed, plain.convs[0].kernel1) == (False, ())
 
 
+def test_accumulation_buffer_round_trip():
+    """CONV_LINK source 3 (the tile's accumulation buffer) and CONV_ACC (outputs into it, with their
+    number) carry psum_from and to "acc" (tile.acc_words); CONV_ACC comes after CONV_PACK."""
+    u = ConvUnit(
+        2, "l", 3, 0, "mac", 0, (0, 0), (3, 3), (1, 1), (1, 1), tuple(range(-4, 5)), 2, 0, "acc", "acc",
+        out_channel1=5, kernel1=tuple(range(100, 109)), acc_words=1234,
+    )  # fmt: skip
+    words = encode_pass(Pass(0, "conv", ("l",), convs=(u,)), {}, {})
+    (dc,) = decode_pass(words).convs
+    assert (dc.psum_from, dc.to, dc.acc_words, dc.packed) == ("acc", "acc", 1234, True)
+    listing = [format_word(w) for w in words]
+    assert "CONV_LINK  tile=2 psum=acc to=port delay=0" in listing
+    pack = listing.index("CONV_PACK  tile=2 bias1=0")
+    assert listing[pack + 1] == "CONV_ACC   tile=2 words=1234"
+    # partial sums from the buffer, written out
+    out = decode_pass(
+        encode_pass(Pass(0, "conv", ("l",), convs=(replace(u, to="port", acc_words=0),)), {}, {})
+    )
+    assert (out.convs[0].psum_from, out.convs[0].to, out.convs[0].acc_words) == ("acc", "port", 0)
+    # a buffer takes raw outputs: no mapper; and at least one word
+    acc = pack + 1
+    with pytest.raises(ValueError, match=r"raw outputs"):
+        decode_pass(encode_pass(Pass(0, "conv", ("l",), convs=(replace(u, act_tile=2),)), {}, {}))
+    with pytest.raises(ValueError, match=r"words 0 do not fit"):
+        decode_pass([*words[:acc], words[acc] & ~0xFFFFFFFF, *words[acc + 1 :]])
+    with pytest.raises(ValueError, match=r"1 to 65535"):
+        encode_pass(Pass(0, "conv", ("l",), convs=(replace(u, acc_words=0),)), {}, {})
+
+
 def test_pool_words_round_trip():
     """POOL, POOL_W and POOL_MAP carry every field of a pooling unit, signed ones included."""
     pools = (
@@ -417,8 +446,8 @@ def test_decode_checks_groups():
         decode_pass(words[: first_w + 4] + words[first_w + 5 :])
     link = first_w - 2
     assert words[link] >> 56 == OPCODES["CONV_LINK"]
-    with pytest.raises(ValueError, match=rf"word {link} \(CONV_LINK\): unknown partial-sum source code 3"):
-        decode_pass(words[:link] + [words[link] | (3 << 40)] + words[link + 1 :])
+    with pytest.raises(ValueError, match=rf"word {link} \(CONV_LINK\): unknown partial-sum source code 4"):
+        decode_pass(words[:link] + [(words[link] & ~(0xFF << 40)) | (4 << 40)] + words[link + 1 :])
 
 
 # ---------------------------------------------------------------------------------------------------

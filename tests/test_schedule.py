@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_nets import build_net
 
 from nfc.arch import load_target
 from nfc.compiler.driver import compile_graph
@@ -22,7 +23,7 @@ from nfc.compiler.schedule import Geometry, SchedulingError, _words_per_cycle
 from nfc.frontends.onnx import import_onnx
 
 SMALL = ["digits", "lenet5", "face_detector", "neuflow_test", "lenet5_dynamo"]
-TARGETS = ["virtex6", "asic45", "tiny"]
+TARGETS = ["virtex6", "asic45", "tiny", "virtex6_packed"]
 POLICIES = ["nfc", "luaflow"]
 
 
@@ -164,6 +165,19 @@ def check_program(arch, result) -> None:
         prev = prog.steps[p.index - 1] if p.index else None
         behind = prev.estimate["latency"] + prev.estimate["stream"] if isinstance(prev, Pass) else 0
         assert p.estimate["hidden"] == min(C, behind)
+    # -- accumulation buffers: a chain finds its own partial sums in its tile's buffer ----------------
+    held: dict[int, tuple] = {}  # tile -> the chain (layer, maps, term) whose partial sums its buffer holds
+    for p in prog.passes:
+        for u in p.convs:
+            chain = (u.layer, u.out_channel, u.out_channel1)
+            if u.psum_from == "acc":
+                assert held.get(u.tile, (None,))[:3] == chain, (
+                    f"pass {p.index}: tile {u.tile} finds another chain's sums"
+                )
+                assert held[u.tile][3] < u.term, f"pass {p.index}: terms out of order"
+            if u.to == "acc" or u.psum_from == "acc":
+                assert arch.tile.acc_words >= u.acc_words
+                held[u.tile] = (*chain, u.term) if u.to == "acc" else None
     # -- memory: buffers sharing words are never live together ---------------------------------------
     infos = [b for b in prog.buffers if b.kind != "view"]
     touched: dict[str, list[int]] = {}
@@ -205,6 +219,19 @@ def check_program(arch, result) -> None:
 def test_schedule_properties(compiled, name, target, policy):
     arch, result = compiled(name, target, policy)
     check_program(arch, result)
+
+
+def test_chains_on_accumulation_buffers(tmp_path: Path):
+    """On a target with accumulation buffers, a network whose chains fit them keeps its partial sums
+    on the tiles: no partial-sum stream, and each chain on one tile from its bias to its write."""
+    arch = load_target(Path(__file__).parent / "targets" / "acc.toml")
+    result = compile_graph(build_net("acc", tmp_path), arch, "nfc")
+    check_program(arch, result)
+    passes = result.program.passes
+    assert not any(s.role == "psum" for p in passes for s in p.streams)
+    starts = [u for p in passes for u in p.convs if u.psum_from == "bias"]
+    assert starts and all(u.to == "acc" for u in starts)
+    assert not any(".psum" in b.name for b in result.program.buffers)
 
 
 @pytest.mark.parametrize("target", ["virtex6", "asic45"])
