@@ -25,11 +25,16 @@ tile's convolver packed (``conv_layout`` ``packed``, ``bias1``); ``CONV_W`` word
 convolver with ``b >= 128`` carry lane 1's weights (row-major index ``b - 128`` into its block,
 stored in the kernel slots of :func:`nfc.rtl.convolver.lane_cells`); ``PORT`` ``c`` bit 6 is the
 stream's lane (``port_layout`` ``lane``).
+
+Accumulation buffers (``tile.acc_words > 0`` only; without them none of this exists and both words
+below are errors): ``CONV_LINK`` source 3 takes a convolver's partial sums from its tile's buffers
+(``conv_layout`` ``psum_src`` 3); ``CONV_ACC`` sends its raw outputs into them (``acc_out``) and says
+how many (``acc_count``).
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -137,7 +142,8 @@ def port_layout(arch: ArchConfig) -> data.StructLayout:
 def conv_layout(arch: ArchConfig) -> data.StructLayout:
     """One tile's convolver (``CONV``, ``CONV_LINK``, ``CONV_SHIFT``, ``CONV_W``; ``CONV_PACK`` with
     ``tile.lanes = 2``: ``packed`` and lane 1's ``bias1``, lane 1's weights in the kernel slots of
-    :func:`nfc.rtl.convolver.lane_cells`)."""
+    :func:`nfc.rtl.convolver.lane_cells`; ``CONV_ACC`` with ``tile.acc_words``: ``acc_out`` and
+    ``acc_count``)."""
     k = arch.tile.convolver_size
     word = signed(arch.numerics.word_bits)
     return data.StructLayout(
@@ -150,7 +156,7 @@ def conv_layout(arch: ArchConfig) -> data.StructLayout:
             "stride_w": 4,
             "dil_h": 4,
             "dil_w": 4,
-            "psum_src": 2,  # 0 bias, 1 port, 2 tile
+            "psum_src": 2,  # 0 bias, 1 port, 2 tile, 3 the tile's accumulation buffers
             "psum_tile": 8,
             "to_tile": 1,  # output goes to another tile (else to a port)
             "dest": 15,
@@ -161,6 +167,8 @@ def conv_layout(arch: ArchConfig) -> data.StructLayout:
             "out_shift": signed(8),
             "bias": word,
             **({"packed": 1, "bias1": word} if arch.tile.lanes == 2 else {}),
+            # CONV_ACC: the outputs (raw) go to the tile's accumulation buffers, acc_count of them
+            **({"acc_out": 1, "acc_count": 16} if arch.tile.acc_words else {}),
             "kernel": data.ArrayLayout(word, k * k),  # tap order (nfc.rtl.convolver.tap_order)
         }
     )
@@ -246,7 +254,9 @@ class ConfigDecoder(wiring.Component):
     error : Out(1)
         Sticky until ``PASS``: an unknown opcode, a route between tiles that are not neighbours, a
         mapper after a convolver on another tile, a field out of range (with ``tile.lanes = 2`` also
-        a ``PORT`` of lane 1 with role data).
+        a ``PORT`` of lane 1 with role data), a ``CONV_LINK`` of partial-sum source 3 on a target
+        without accumulation buffers; with ``tile.acc_words`` also a ``CONV_ACC`` word that breaks
+        the rules below.
 
     With ``tile.lanes = 2``: ``CONV_PACK`` (``a`` tile, ``arg[15:0]`` lane 1's bias) sets the tile's
     ``packed`` and ``bias1``; a ``CONV_W`` word of a packed convolver with ``b >= 128`` writes lane 1's
@@ -255,6 +265,12 @@ class ConfigDecoder(wiring.Component):
     kernel slot ``lane_cells(K, m)[tap]``); ``PORT`` takes ``lane = c[6]``. Lane 1's weights are
     dropped when the block is larger than ``m`` (the convolver refuses that configuration). A write
     stream of lane 1 starts its route at :func:`src_tile1`.
+
+    With ``tile.acc_words``: ``CONV_LINK`` source 3 (its ``c`` 0) sets ``psum_src`` 3; ``CONV_ACC``
+    (``a`` tile, ``b = c = 0``, ``arg`` words) sets the tile's ``acc_out`` and ``acc_count``. It is an
+    error when its tile is not that of the convolver being configured (the last ``CONV`` word), when
+    ``arg`` is 0 or above ``acc_words``, or when that convolver's output is not raw and to the port
+    (``CONV_LINK`` output 0 and destination 0, ``CONV_SHIFT`` act 0 and out_shift 0).
     """
 
     def __init__(self, arch: ArchConfig):
@@ -289,6 +305,7 @@ class ConfigDecoder(wiring.Component):
         cols = arch.grid.cols
         k = arch.tile.convolver_size
         lanes = arch.tile.lanes
+        acc_words = arch.tile.acc_words
 
         ports = Signal.like(self.ports)
         convs = Signal.like(self.convs)
@@ -304,6 +321,7 @@ class ConfigDecoder(wiring.Component):
         n_streams = Signal(range(n_ports + 1))
         cur_port = Signal(8)  # the port whose PORT group is being read
         data_slots = Signal(data.ArrayLayout(4, tiles))  # read data streams given to each tile so far
+        cur_conv = Signal(8) if acc_words else None  # the tile of the convolver being configured
         m.d.comb += self.error.eq(error)
 
         w = self.word.payload
@@ -433,6 +451,8 @@ class ConfigDecoder(wiring.Component):
                         u.dil_h.eq(arg[4:8]),
                         u.dil_w.eq(arg[0:4]),
                     ]
+                    if cur_conv is not None:
+                        m.d.sync += cur_conv.eq(fa)
                     with m.If(~tile_ok(fa)):
                         m.d.sync += error.eq(1)
                 with m.Case(OPCODES["CONV_LINK"]):
@@ -444,6 +464,10 @@ class ConfigDecoder(wiring.Component):
                         u.dest.eq(arg[16:31]),
                         u.delay.eq(arg[0:16]),
                     ]
+                    # source 3, the tile's accumulation buffers: only on a target that has them
+                    bad_src = (fb == 3) & (fc != 0) if acc_words else fb == 3
+                    with m.If(bad_src):
+                        m.d.sync += error.eq(1)
                 with m.Case(OPCODES["CONV_SHIFT"]):
                     u = convs[fa]
                     m.d.sync += [
@@ -500,6 +524,27 @@ class ConfigDecoder(wiring.Component):
                         # a = tile; arg[15:0] = lane 1's bias: the convolver packs two kernels
                         m.d.sync += [convs[fa].packed.eq(1), convs[fa].bias1.eq(lo)]
                         with m.If(~tile_ok(fa)):
+                            m.d.sync += error.eq(1)
+                if acc_words:
+                    with m.Case(OPCODES["CONV_ACC"]):
+                        # a = tile; arg = words: the convolver's raw outputs go to its tile's buffers
+                        u = convs[fa]
+                        m.d.sync += [u.acc_out.eq(1), u.acc_count.eq(arg[0:16])]
+                        refused = [
+                            ~tile_ok(fa),
+                            fa != cur_conv,  # only the convolver whose group this is
+                            ~u.active,  # no CONV word for it in this pass
+                            fb != 0,
+                            fc != 0,
+                            arg == 0,
+                            arg > acc_words,
+                            # its outputs are raw and leave the tile for nowhere else
+                            u.to_tile,
+                            u.dest != 0,
+                            u.act,
+                            u.out_shift != 0,
+                        ]
+                        with m.If(Cat(*refused).any()):
                             m.d.sync += error.eq(1)
                 if pools is not None:
                     with m.Case(OPCODES["POOL"]):

@@ -180,6 +180,10 @@ class Convolver(wiring.Component):
     o1 : Out(stream.Signature(signed(W)))
         Only with ``tile.lanes == 2``. Lane 1's outputs (packed only), valid on the same cycle as
         ``o``'s word of the same window; a window joins only when both ``o`` and ``o1`` can take it.
+    window_done : Out(1)
+        Only with ``tile.acc_words > 0``. Combinational: the data word accepted this cycle completes
+        the next window (its window counter's ``done``), so that the tile can offer that window's
+        partial sums from its accumulation buffers on the same cycle.
     error : Out(1)
         High when: the configuration is refused (``block`` 0 or above K, a stride or dilation of
         0, ``dil_w`` above ``max_dilation``, ``rows`` or ``cols`` 0, a window needing more
@@ -238,6 +242,8 @@ class Convolver(wiring.Component):
                     "o1": Out(stream.Signature(word)),
                 }
             )
+        if arch.tile.acc_words:
+            members["window_done"] = Out(1)
         super().__init__(members)
 
     @property
@@ -299,6 +305,8 @@ class Convolver(wiring.Component):
             wc.clear.eq(self.clear),
             wc.step.eq(accept),
         ]
+        if self._arch.tile.acc_words:
+            m.d.comb += self.window_done.eq(wc.done)
 
         win_fifo = SyncFIFO(width=2 * VW if two else VW, depth=self.fifo_entries)
         psum_fifo = SyncFIFOBuffered(width=W, depth=self.fifo_entries)

@@ -20,12 +20,19 @@ read the same configuration registers (the two maps of a pair belong to one laye
 pairs only maps whose mapper and pooling words are equal). No ALU in a packed pass. Lane 1's partial
 sums come, like lane 0's, from a partial-sum stream (``psum1``) or over a chain link (``chain1``:
 the lane-1 output of the tile lane 0 chains from).
+
+On a target with accumulation buffers (``tile.acc_words > 0``) the tile holds one buffer of
+``acc_words`` words per lane, kept across passes (nothing clears it). A convolver with partial-sum
+source 3 takes partial sum ``k`` from word ``k`` of its lane's buffer, offered on the cycle its data
+word completes window ``k``; one with ``acc_out`` writes its raw output ``k`` into word ``k``,
+``ACC_LATENCY`` (1) cycle after it leaves the convolver (docs/architecture.md §13).
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Module, Mux, Signal, Value, signed
 from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from nfc.arch import ArchConfig
@@ -70,8 +77,16 @@ class Tile(wiring.Component):
     o1 : Out(stream.Signature(word))
         ``tile.lanes = 2`` only: a packed convolver's lane-1 output, through lane 1's mapper and
         pooling unit where lane 0's output goes through the tile's (no word when not packed).
+    acc_last : Out(1)
+        ``tile.acc_words > 0`` only: the convolver's outputs go to the buffers (``acc_out``) and the
+        last of its ``acc_count`` words is written this cycle.
+    acc_done : Out(1)
+        ``tile.acc_words > 0`` only: ``acc_count`` words have been written since ``clear`` (from the
+        cycle after ``acc_last``; a register compare).
     error : Out(1)
-        An operator saw its contract broken (a FIFO overflow, a refused configuration).
+        An operator saw its contract broken (a FIFO overflow, a refused configuration); with
+        accumulation buffers also, sticky until ``clear``, a window read past the buffer or an output
+        beyond ``acc_count`` (not written).
     """
 
     def __init__(self, arch: ArchConfig):
@@ -101,6 +116,7 @@ class Tile(wiring.Component):
                     if arch.tile.lanes == 2
                     else {}
                 ),
+                **({"acc_last": Out(1), "acc_done": Out(1)} if arch.tile.acc_words else {}),
             }
         )
 
@@ -155,31 +171,42 @@ class Tile(wiring.Component):
             "out_shift",
         ):
             m.d.comb += getattr(cv, f).eq(getattr(u, f))
+        # rounding into the output format, at a chain's end without a mapper (not into a buffer)
+        out_shift = ~u.act & ~u.to_tile
+        if arch.tile.acc_words:
+            out_shift = out_shift & ~u.acc_out
         m.d.comb += [
             cv.rows.eq(self.rows),
             cv.cols.eq(self.cols),
             cv.use_psum.eq(u.psum_src != 0),
-            # rounding into the output format, at a chain's end without a mapper
-            cv.apply_out_shift.eq(~u.act & ~u.to_tile),
+            cv.apply_out_shift.eq(out_shift),
             cv.clear.eq(self.clear),
         ]
         for i in range(k * k):
             m.d.comb += cv.kernel[i].eq(u.kernel[i])
         from_chain = u.psum_src == 2
-        feed(
-            cv.psum,
-            u.active & (u.psum_src != 0) & Mux(from_chain, self.chain.valid, self.psum.valid),
-            Mux(from_chain, self.chain.payload, self.psum.payload),
-        )
+        # each lane's accumulation buffer: the word it offers as this window's partial sum
+        acc, acc_failed = self._acc_buffers(m, cv) if arch.tile.acc_words else (None, None)
+
+        def psum_in(chain: stream.Interface, port: stream.Interface, lane: int):
+            """A lane's partial sum (valid, payload): over the chain link, from the port stream, or
+            (source 3) from the lane's accumulation buffer on the cycle its window completes."""
+            valid = Mux(from_chain, chain.valid, port.valid)
+            payload = Mux(from_chain, chain.payload, port.payload)
+            if acc is not None:
+                from_acc = u.psum_src == 3
+                valid = Mux(from_acc, cv.window_done, valid)
+                payload = Mux(from_acc, acc[lane], payload)
+            return valid, payload
+
+        valid, payload = psum_in(self.chain, self.psum, 0)
+        feed(cv.psum, u.active & (u.psum_src != 0) & valid, payload)
         if lanes == 2:
             # packed: lane 1's partial sums chain the way lane 0's do, its output is the tile's o1
             packed = Signal(name="packed")
             m.d.comb += [packed.eq(u.active & u.packed), cv.packed.eq(u.packed), cv.bias1.eq(u.bias1)]
-            feed(
-                cv.psum1,
-                packed & (u.psum_src != 0) & Mux(from_chain, self.chain1.valid, self.psum1.valid),
-                Mux(from_chain, self.chain1.payload, self.psum1.payload),
-            )
+            valid, payload = psum_in(self.chain1, self.psum1, 1)
+            feed(cv.psum1, packed & (u.psum_src != 0) & valid, payload)
             m.d.comb += cv.o1.ready.eq(1)
             # lane 1's mapper: the tile's mapper configuration, on lane 1's raw output
             m.submodules.mapper1 = mapper1 = Mapper(arch)
@@ -271,5 +298,81 @@ class Tile(wiring.Component):
             feed(self.o, out.valid, out.payload)
             if lanes == 2:
                 feed(self.o1, out1.valid, out1.payload)
-        m.d.comb += self.error.eq((align.error & u.active) | (cv.error & u.active) | (alu.error & al.active))
+        error = (align.error & u.active) | (cv.error & u.active) | (alu.error & al.active)
+        if acc_failed is not None:
+            error = error | acc_failed
+        m.d.comb += self.error.eq(error)
         return m
+
+    def _acc_buffers(self, m: Module, cv: Convolver) -> tuple[list[Value], Signal]:
+        """The tile's accumulation buffers, one ``Memory`` of ``acc_words`` words per lane, and their
+        counters. Returns each lane's read data (the word offered as its partial sum, when
+        ``psum_src`` is 3, on a cycle of ``cv.window_done``) and the sticky error."""
+        arch = self.arch
+        u = self.conv
+        n = arch.tile.acc_words
+        lanes = arch.tile.lanes
+        word = self.o.payload.shape()
+        bufs = []
+        for lane in range(lanes):
+            # no init and no reset: the contents outlive the pass that wrote them
+            m.submodules[f"acc{lane}"] = buf = Memory(shape=word, depth=n, init=[])
+            bufs.append(buf)
+
+        # reading: word rd on the cycle the window completes (a synchronous port addressed one cycle
+        # ahead with the count as it will stand); window k's word is read before any write to it in
+        # the same pass can happen (that write follows the window's output), so no bypass is needed
+        reading = u.active & (u.psum_src == 3)
+        take = Signal()
+        rd = Signal(range(n + 1))  # words read since clear
+        rd_next = Signal(range(n + 1))
+        m.d.comb += [
+            take.eq(reading & cv.window_done),
+            rd_next.eq(Mux(self.clear, 0, rd + (take & (rd < n)))),
+        ]
+        m.d.sync += rd.eq(rd_next)
+        data = []
+        for buf in bufs:
+            rp = buf.read_port()
+            m.d.comb += rp.addr.eq(rd_next)
+            data.append(rp.data)
+
+        # writing: the convolver's outputs, held one cycle (ACC_LATENCY), into word wr
+        writing = u.active & u.acc_out
+        held = Signal()
+        held_data = [Signal(word, name=f"acc_held{lane}") for lane in range(lanes)]
+        outs = [cv.o, cv.o1] if lanes == 2 else [cv.o]
+        with m.If(self.clear):
+            m.d.sync += held.eq(0)
+        with m.Else():
+            m.d.sync += held.eq(writing & cv.o.valid)
+        m.d.sync += [r.eq(o.payload) for r, o in zip(held_data, outs, strict=True)]
+        wr = Signal(16)  # words written since clear
+        write = Signal()
+        # from registers only, clear or not: the last write may fall on the cycle the next pass is
+        # committed (the pass ends on it), and acc_last must not depend on that commit
+        m.d.comb += write.eq(held & (wr < u.acc_count))
+        for lane, buf in enumerate(bufs):
+            wp = buf.write_port()
+            # lane 1's buffer takes lane 1's output, of a packed convolver only
+            m.d.comb += [
+                wp.addr.eq(wr),
+                wp.data.eq(held_data[lane]),
+                wp.en.eq(write if lane == 0 else write & u.packed),
+            ]
+        with m.If(self.clear):
+            m.d.sync += wr.eq(0)
+        with m.Elif(write):
+            m.d.sync += wr.eq(wr + 1)
+        m.d.comb += [
+            self.acc_last.eq(write & (wr + 1 == u.acc_count)),
+            self.acc_done.eq(wr == u.acc_count),
+        ]
+
+        # a window past the buffer, or an output beyond acc_count: the contract broken
+        failed = Signal()
+        with m.If(self.clear):
+            m.d.sync += failed.eq(0)
+        with m.Elif((take & (rd == n)) | (held & (wr >= u.acc_count))):
+            m.d.sync += failed.eq(1)
+        return data, failed

@@ -27,6 +27,9 @@ raises ``error`` instead).
   and has its own chain link; a convolver chaining from another tile takes lane 1's partial sums
   from that tile's lane-1 link, and a partial-sum stream of lane 1 goes to the tile's ``psum1``
   (its window counter follows the tile's data stream like lane 0's).
+* **Accumulation buffers** (targets with ``tile.acc_words`` only). Each tile keeps its convolver's
+  partial sums between passes in buffers of its own (:class:`~nfc.rtl.tile.Tile`); a pass also ends
+  on the cycle on which the last convolver writing them has written its last word.
 """
 
 from __future__ import annotations
@@ -356,6 +359,7 @@ class Accelerator(wiring.Component):
                             m.d.comb += [tl.rows.eq(out_rows[f]), tl.cols.eq(out_cols[f])]
 
         # -- end of the pass: the cycle on which every write stream has written its last word ---------
+        # (and every convolver writing its tile's accumulation buffers, ACC_LATENCY after its output)
         any_last = []
         every = []
         for p in range(n_ports):
@@ -363,6 +367,11 @@ class Accelerator(wiring.Component):
             is_write = cfg.active & cfg.write
             any_last.append(is_write & writes[p].last)
             every.append(~is_write | writes[p].done | writes[p].last)
+        if arch.tile.acc_words:
+            for t in range(tiles):
+                to_acc = convs[t].active & convs[t].acc_out
+                any_last.append(to_acc & tile_units[t].acc_last)
+                every.append(~to_acc | tile_units[t].acc_done | tile_units[t].acc_last)
         m.d.comb += ctl.last_write.eq(ctl.streaming & Cat(*any_last).any() & Cat(*every).all())
         sticky = Signal()
         with m.If(dec.first):

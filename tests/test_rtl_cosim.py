@@ -217,3 +217,21 @@ def test_cosim_packed_convolvers(tmp_path, simulator):
     kinds = {(u.psum_from.split(":")[0], u.to.split(":")[0]) for p in packed for u in p.convs}
     assert {("bias", "tile"), ("port", "tile"), ("tile", "port"), ("tile", "tile")} <= kinds
     assert any(s.lane == 1 and s.role == "psum" for p in packed for s in p.streams)
+
+
+ACC = Path(__file__).parent / "targets" / "acc.toml"
+
+
+@pytest.mark.parametrize("simulator", ["icarus", pytest.param("verilator", marks=pytest.mark.slow)])
+def test_cosim_accumulation_buffers(tmp_path, simulator):
+    """Accumulation buffers (tile.acc_words): chains whose partial sums stay in the tiles' buffers
+    between passes (stored from a bias, added to and stored again, added to and written through the
+    mapper and pooling unit), passes whose only writes are into the buffers, both lanes; every pass
+    bit-identical with the cycle model's cycles."""
+    graph = build_net("acc", tmp_path)
+    res, rows, result = cosim(graph, load_target(ACC), "nfc", _inputs(graph, 3), tmp_path, simulator)
+    _check(res, rows)
+    kinds = {(u.psum_from, u.to, u.out_channel1 >= 0) for p in result.program.passes for u in p.convs}
+    assert {("bias", "acc", True), ("acc", "acc", True), ("acc", "port", True)} <= kinds
+    assert any(not any(s.direction == "write" for s in p.streams) for p in result.program.passes)
+    assert any(p.pools and any(u.psum_from == "acc" for u in p.convs) for p in result.program.passes)
