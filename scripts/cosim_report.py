@@ -2,13 +2,14 @@
 
 Runs every small test network (``tests/helpers_nets.py``, random inputs and weights) with both
 policies on the ``tiny`` target, the packing test network on ``tests/targets/packed.toml``
-(convolvers packing two kernels), and the digits classifier on real test digits on the ``mid``
+(convolvers packing two kernels), the accumulation-buffer test network on ``tests/targets/acc.toml``
+(partial sums kept on the tiles), and the digits classifier on real test digits on the ``mid``
 target, on the RTL under a cocotb simulator (the testbench of ``nfc.rtl.cosim``), and prints one
 markdown row per program: passes, the cycle model's and the RTL's total cycles, passes whose cycle
 counts differ, memory words that differ after some pass, and the wall time of the run.
 
     python scripts/cosim_report.py [--simulator verilator|icarus] [--models build/models] [--digits 3]
-                                   [--only tiny,packed,digits]
+                                   [--only tiny,packed,acc,digits]
 """
 
 from __future__ import annotations
@@ -46,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="build/models")
     ap.add_argument("--digits", type=int, default=3, help="test digits to run on the mid target")
     ap.add_argument(
-        "--only", default="tiny,packed,digits", help="which groups of programs to run (comma-separated)"
+        "--only", default="tiny,packed,acc,digits", help="which groups of programs to run (comma-separated)"
     )
     args = ap.parse_args(argv)
     groups = set(args.only.split(","))
-    if not groups <= {"tiny", "packed", "digits"}:
-        ap.error(f"--only takes tiny, packed and digits, not {args.only!r}")
+    if not groups <= {"tiny", "packed", "acc", "digits"}:
+        ap.error(f"--only takes tiny, packed, acc and digits, not {args.only!r}")
     print(
         "| program | target | passes | model cycles | RTL cycles | passes differing | words differing | "
         "error flags | wall s |"
@@ -65,15 +66,17 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 res, rows, _ = cosim(graph, tiny, policy, _inputs(graph, 2), tmp, args.simulator, title=net)
                 print(row(f"{net} ({policy})", "tiny", res, rows, time.perf_counter() - t0), flush=True)
-        if "packed" in groups:
-            packed = load_target(Path(__file__).resolve().parent.parent / "tests" / "targets" / "packed.toml")
+        for name in [g for g in ("packed", "acc") if g in groups]:  # test targets, each with its network
+            target = load_target(
+                Path(__file__).resolve().parent.parent / "tests" / "targets" / f"{name}.toml"
+            )
             for policy in ("nfc", "luaflow"):
-                graph = build_net("packed", tmp)
+                graph = build_net(name, tmp)
                 t0 = time.perf_counter()
                 res, rows, _ = cosim(
-                    graph, packed, policy, _inputs(graph, 2), tmp, args.simulator, title="packed"
+                    graph, target, policy, _inputs(graph, 2), tmp, args.simulator, title=name
                 )
-                print(row(f"packed ({policy})", "packed", res, rows, time.perf_counter() - t0), flush=True)
+                print(row(f"{name} ({policy})", name, res, rows, time.perf_counter() - t0), flush=True)
         if "digits" not in groups:
             return 0
         models = Path(args.models)
