@@ -653,6 +653,9 @@ def _acc_segments(
     items = _chain_items(ctx, layer, pool, unit, chains, True)
     if any(start or end != len(chains[o]) for o, _, start, end in items):
         return None  # a pair split into final segments: lane 1's sums would have to change buffers
+    lanes = max(1 + (o1 >= 0) for _, o1, _, _ in items)
+    if io.max_write_ports < lanes or io.ports < 1 + lanes:
+        return None  # a chain's last term could not go out
     strips = _strips(layer, arch)
     for x0, x1 in strips:
         oh, ow = layer.out_shape[1], x1 - x0
@@ -661,12 +664,12 @@ def _acc_segments(
             oh, ow = pool.out_shape[1] * size, pool.out_shape[2] * size  # as _conv_builder trims them
         if oh * ow > arch.tile.acc_words:
             return None
-    tiles = [t for t in ctx.geo.snake][: arch.convolvers]
+    tiles = list(ctx.geo.snake[: arch.convolvers])
     per_cycle = _words_per_cycle(arch, arch.memory.read_gbytes_per_s)
     passes: list[list[_Segment]] = []
     for strip in strips:
         region = _region_in(layer, 0, (0, 0), strip).words
-        out = layer.out_shape[1] * (strip[1] - strip[0])
+        out = layer.out_shape[1] * (strip[1] - strip[0])  # words a finished map writes (about)
         if pool is not None:
             out = pool.out_shape[1] * pool.out_shape[2]
         budget = per_cycle * region  # words a pass moves at full speed
@@ -675,7 +678,9 @@ def _acc_segments(
         while queue or any(running):
             group: list[_Segment] = []
             free_r, free_w, free_p = io.max_read_ports, io.max_write_ports, io.ports
-            moved = sum(1 for r in running if r is not None or queue) * region  # the pass's data reads
+            # the pass's data reads: the running chains' and those about to start
+            idle = running.count(None)
+            moved = (len(tiles) - idle + min(idle, len(queue))) * region
             for i, t in enumerate(tiles):
                 if running[i] is None and queue:
                     running[i] = [queue.pop(), 0]

@@ -636,19 +636,15 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
                 f"pass {p.index}: the pooling unit on tile {q.tile} does not get the {q.rows}x{q.cols} map "
                 "it is configured for"
             )
-        pool = _Pool(q, clock)
-        pool.input = _Path(clock, [])
-        producers[q.tile].subscribers.append(pool.input)
-        producers[q.tile] = pool
-        pools.append(pool)
-        units.append(pool)
-        if q.tile in producers1:  # lane 1's own pooling unit, configured alike
-            pool1 = _Pool(q, clock)
-            pool1.input = _Path(clock, [])
-            producers1[q.tile].subscribers.append(pool1.input)
-            producers1[q.tile] = pool1
-            pools1.append(pool1)
-            units.append(pool1)
+        # lane 0's pooling unit, and a packed convolver's lane 1's own, configured alike
+        for outputs, made in ((producers, pools), (producers1, pools1)):
+            if q.tile in outputs:
+                pool = _Pool(q, clock)
+                pool.input = _Path(clock, [])
+                outputs[q.tile].subscribers.append(pool.input)
+                outputs[q.tile] = pool
+                made.append(pool)
+                units.append(pool)
     for s in p.streams:
         if s.direction != "write":
             continue

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Elaboratable
 from amaranth.sim import Simulator
-from test_rtl_config import _plain
+from test_rtl_packing_config import _decode, _pass
 
 from nfc.arch import load_target
 from nfc.compiler.decode import decode_pass
@@ -32,7 +32,7 @@ from nfc.compiler.encode import acc_word, conv_head, lane_weight_words, weight_w
 from nfc.compiler.program import ConvUnit
 from nfc.compiler.timing import ACC_LATENCY, CONV_LATENCY, WRITE_LATENCY
 from nfc.numerics import round_shift, saturate
-from nfc.rtl.config import ConfigDecoder, conv_layout
+from nfc.rtl.config import conv_layout
 from nfc.rtl.convolver import Convolver, lane_cells, tap_order
 from nfc.rtl.tile import Tile
 
@@ -85,45 +85,6 @@ def _unit(tile: int, psum_from: str, to: str, acc_words: int = 0, packed: bool =
 
 def _conv_group(u: ConvUnit) -> list[int]:
     return [*conv_head(u), *weight_words(u.tile, u.kernel), *lane_weight_words(u)]
-
-
-def _pass(*groups: list[int], index: int = 0) -> list[int]:
-    words = [word("PASS", 0, 0, 0, index)]
-    for g in groups:
-        words += g
-    return words + [word("RATE", arg=1 << 16 | 1), word("GO", arg=10)]
-
-
-def _decode(arch, passes: list[list[int]]) -> list[dict]:
-    """Send each pass's words (with random gaps) and commit it on its GO; the outputs after each."""
-    dut = ConfigDecoder(arch)
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    rng = random.Random(1)
-    tiles = arch.grid.rows * arch.grid.cols
-    seen = []
-
-    async def bench(ctx):
-        for words in passes:
-            for i, w in enumerate(words):
-                while rng.random() < 0.3:
-                    ctx.set(dut.word.valid, 0)
-                    ctx.set(dut.accept, 1)
-                    await ctx.tick()
-                ctx.set(dut.word.payload, w)
-                ctx.set(dut.word.valid, 1)
-                ctx.set(dut.accept, 1)
-                ctx.set(dut.commit, int(i == len(words) - 1))
-                await ctx.tick()
-            ctx.set(dut.word.valid, 0)
-            ctx.set(dut.commit, 0)
-            seen.append(
-                {"convs": [_plain(ctx.get(dut.convs[t])) for t in range(tiles)], "error": ctx.get(dut.error)}
-            )
-
-    sim.add_testbench(bench)
-    sim.run()
-    return seen
 
 
 def test_acc_members_only_on_a_target_with_buffers():
