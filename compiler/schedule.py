@@ -187,6 +187,8 @@ class _Segment(NamedTuple):
 #: Makes a :class:`_Segment` from a tuple of all its fields, without the named tuple's Python-level
 #: ``__new__`` (for the planner's hot loop).
 _new_segment = tuple.__new__
+#: The fields after ``strip`` of a segment without fused pooling, sharing, packing or buffers.
+_PLAIN_TAIL = (None, False, -1, False, False, -1)
 
 
 def _same_input(prev: _Segment, layer: ConvLayer, o: int, slot: int, strip: tuple[int, int]) -> bool:
@@ -504,20 +506,7 @@ def _conv_segments(
                     # them and is full, as the steps below would find (a large network has hundreds
                     # of thousands of these passes)
                     while n - j > run:
-                        seg = (
-                            layer,
-                            o,
-                            slots[j : j + run],
-                            True,
-                            False,
-                            strip,
-                            None,
-                            False,
-                            -1,
-                            False,
-                            False,
-                            -1,
-                        )
+                        seg = (layer, o, slots[j : j + run], True, False, strip, *_PLAIN_TAIL)
                         passes.append([_new_segment(_Segment, seg)])
                         j += run
                 if (
@@ -626,6 +615,19 @@ def _chain_items(
     return items
 
 
+def _computed_outputs(
+    layer: ConvLayer, unit_pool: ConvLayer | None, strip: tuple[int, int]
+) -> tuple[int, int]:
+    """Rows and end column of the outputs a conv pass of ``strip`` computes. With pooling fused on
+    the pooling unit (``unit_pool``), only those the pooling windows use: the rows and columns that
+    fill no window are never computed (so no word of the pass is still on its way when it ends)."""
+    x0, x1 = strip
+    if unit_pool is None:
+        return layer.out_shape[1], x1
+    size = unit_pool.block[0]
+    return unit_pool.out_shape[1] * size, x0 + unit_pool.out_shape[2] * size
+
+
 def _acc_segments(
     ctx: _Ctx, layer: ConvLayer, pool: ConvLayer | None, unit: bool
 ) -> list[list[_Segment]] | None:
@@ -657,22 +659,17 @@ def _acc_segments(
     if io.max_write_ports < lanes or io.ports < 1 + lanes:
         return None  # a chain's last term could not go out
     strips = _strips(layer, arch)
-    for x0, x1 in strips:
-        oh, ow = layer.out_shape[1], x1 - x0
-        if unit:  # only the outputs the pooling unit uses
-            size = pool.block[0]
-            oh, ow = pool.out_shape[1] * size, pool.out_shape[2] * size  # as _conv_builder trims them
-        if oh * ow > arch.tile.acc_words:
+    for strip in strips:
+        oh, x1 = _computed_outputs(layer, pool if unit else None, strip)
+        if oh * (x1 - strip[0]) > arch.tile.acc_words:
             return None
     tiles = list(ctx.geo.snake[: arch.convolvers])
-    per_cycle = _words_per_cycle(arch, arch.memory.read_gbytes_per_s)
     passes: list[list[_Segment]] = []
     for strip in strips:
         region = _region_in(layer, 0, (0, 0), strip).words
         out = layer.out_shape[1] * (strip[1] - strip[0])  # words a finished map writes (about)
         if pool is not None:
             out = pool.out_shape[1] * pool.out_shape[2]
-        budget = per_cycle * region  # words a pass moves at full speed
         queue = list(reversed(items))
         running: list[list | None] = [None] * len(tiles)  # per convolver: [item, next term]
         while queue or any(running):
@@ -680,7 +677,8 @@ def _acc_segments(
             free_r, free_w, free_p = io.max_read_ports, io.max_write_ports, io.ports
             # the pass's data reads: the running chains' and those about to start
             idle = running.count(None)
-            moved = (len(tiles) - idle + min(idle, len(queue))) * region
+            reads = (len(tiles) - idle + min(idle, len(queue))) * region
+            written = 0
             for i, t in enumerate(tiles):
                 if running[i] is None and queue:
                     running[i] = [queue.pop(), 0]
@@ -690,7 +688,9 @@ def _acc_segments(
                 lanes = 1 if o1 < 0 else 2
                 final = j == n - 1
                 writes = lanes if final else 0
-                slower = writes and free_w < io.max_write_ports and moved + writes * out > budget
+                slower = (
+                    writes and written and _rate_of(arch, region, reads, written + writes * out) != (1, 1)
+                )
                 if free_r < 1 or free_w < writes or free_p < 1 + writes or slower:
                     continue  # its chain waits a pass
                 slots = chains[o]
@@ -701,7 +701,7 @@ def _acc_segments(
                     )
                 )
                 free_r, free_w, free_p = free_r - 1, free_w - writes, free_p - 1 - writes
-                moved += writes * out
+                written += writes * out
                 running[i] = None if final else [running[i][0], j + 1]
             if not group:
                 raise SchedulingError(
@@ -714,13 +714,8 @@ def _acc_segments(
 def _lanes_alike(layer: ConvLayer, pool: ConvLayer | None, o: int, o1: int) -> bool:
     """Whether output maps ``o`` and ``o1`` take the same mapper words and the same pooling-unit
     words, so that the two lanes of a packed convolver can share one configuration."""
-    if layer.act:
-        a, b = layer.act[o], layer.act[o1]
-        if (a is None) != (b is None):
-            return False
-        if a is not None and b is not None and a is not b:
-            if (a.thresholds, a.slopes, a.offsets, a.shift) != (b.thresholds, b.slopes, b.offsets, b.shift):
-                return False
+    if layer.act and layer.act[o] != layer.act[o1]:  # (PWL: a frozen dataclass of words and formats)
+        return False
     if pool is not None and pool.mode == "mac":
         w = pool.kernels[[o, o1], 0].reshape(2, -1)[:, 0]
         if w[0] != w[1] or pool.bias[o] != pool.bias[o1]:
@@ -733,7 +728,6 @@ def _plan_cost(ctx: _Ctx, groups: list[list[_Segment]], memory: bool = False) ->
     with ``memory``, a pass streams no faster than its words fit the memory's bandwidth."""
     arch = ctx.arch
     total = 0.0
-    per_cycle = float(_words_per_cycle(arch, arch.memory.read_gbytes_per_s))
     for group in groups:
         layer = group[0].layer
         region = _region_in(layer, 0, (0, 0), group[0].strip)
@@ -746,11 +740,12 @@ def _plan_cost(ctx: _Ctx, groups: list[list[_Segment]], memory: bool = False) ->
         maps = sum(1 for s in group if s.final and (layer.act or (s.pool is not None and s.pool.act)))
         words = 3 + 7 * streams + units * (3 + (kk + 1) // 2) + maps * (1 + 2 * arch.tile.mapper_segments)
         beats = region.words
-        if memory:
+        if memory:  # at the beat rate the pass's words allow (_rate_of, as the pass builder uses it)
             out = layer.out_shape[1] * (group[0].strip[1] - group[0].strip[0])
-            reads = sum(len(s.slots) for s in group if not s.shared) * region.words
-            moved = reads + sum((a + b) * lanes for a, b, lanes in sums) * out
-            beats = max(beats, moved / per_cycle)
+            reads = sum(len(s.slots) for s in group if not s.shared) * beats
+            reads += sum(a * lanes for a, _, lanes in sums) * out
+            p, q = _rate_of(arch, beats, reads, sum(b * lanes for _, b, lanes in sums) * out)
+            beats = beats * q / p
         total += beats + words * arch.config_bus.cycles_per_word + arch.memory.latency_cycles
     return total
 
@@ -1063,14 +1058,8 @@ def _conv_builder(
         terms = ctx.terms_of(layer)
         o, o1 = seg.o, seg.o1
         pb.layers.append(layer.name)
-        _, OH, _ = layer.out_shape
-        x0, x1 = seg.strip
-        if unit:
-            # only the outputs the pooling unit uses: the rows and columns that fill no pooling window
-            # are never computed (so no word of the pass is still on its way when the pass ends)
-            fused_pool = ctx.fused[layer.name]
-            size = fused_pool.block[0]
-            OH, x1 = fused_pool.out_shape[1] * size, x0 + fused_pool.out_shape[2] * size
+        x0 = seg.strip[0]
+        OH, x1 = _computed_outputs(layer, ctx.fused[layer.name] if unit else None, seg.strip)
         out_words = OH * (x1 - x0)
         mac = layer.mode == "mac"
         shift = layer.in_fmt.frac + layer.wfmt.frac - layer.psum_fmt.frac if mac else 0

@@ -218,6 +218,8 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
         oh, ow, last = _windows(u, rows, cols)
         ready = t_in[last]
         lanes = 2 if u.packed else 1
+        if u.psum_from == "acc" or u.to == "acc":
+            _check_acc(p, u, oh * ow, arch)
         psums = []  # the arrival of each lane's partial sums
         if src is not None:
             if u.packed and src not in results1:
@@ -229,7 +231,6 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
             hops += psums[0].size * lanes
         elif u.psum_from == "acc":
             # the tile's accumulation buffer: partial sum k is there when window k completes
-            _check_acc(p, u, oh * ow, arch)
             fifo_words += oh * ow * lanes
         elif u.psum_from == "port":
             for lane, streams in enumerate((psum_streams, psum_streams1)[:lanes]):
@@ -262,12 +263,6 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
             if lanes == 2:
                 busy[f"map1:{u.act_tile}"] = out.size
         if u.to == "acc":  # stored in the tile's buffer, ACC_LATENCY after leaving; the pass waits for it
-            _check_acc(p, u, oh * ow, arch)
-            if u.acc_words != oh * ow:
-                raise ContractError(
-                    f"pass {p.index}: tile {u.tile} stores {u.acc_words} words in its accumulation buffer "
-                    f"(CONV_ACC) but makes {oh * ow} outputs"
-                )
             fifo_words += out.size * lanes
             if out.size:
                 acc_end = max(acc_end, int(out.max()) + ACC_LATENCY + 1)
@@ -300,12 +295,11 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
         results[q.tile] = t_in[ends] + POOL_LATENCY
         shapes[q.tile] = (oh, ow)
         # a packed convolver's lane 1 has a pooling unit of its own, configured alike: the same times
-        lanes = 2 if q.tile in results1 else 1
-        if lanes == 2:
-            results1[q.tile] = results[q.tile]
-        alu_ops += t_in.size * lanes  # the power model counts a pooled input word as an ALU operation
+        alu_ops += t_in.size  # the power model counts a pooled input word as an ALU operation
         busy[f"pool:{q.tile}"] = t_in.size
-        if lanes == 2:
+        if q.tile in results1:
+            results1[q.tile] = results[q.tile]
+            alu_ops += t_in.size
             busy[f"pool1:{q.tile}"] = t_in.size
     # -- write streams ---------------------------------------------------------------------------------
     end = max(config, acc_end)  # a pass with no write at all (none exist) ends after its configuration
@@ -365,12 +359,18 @@ def time_pass(lp: LoadedPass, arch: ArchConfig, behind: int = 0) -> PassTiming:
 
 
 def _check_acc(p: DecodedPass, u: DecodedConv, windows: int, arch: ArchConfig) -> None:
-    """An accumulation buffer holds the unit's ``windows`` words (``tile.acc_words`` per lane)."""
+    """A unit that reads or stores its tile's accumulation buffer: the buffer holds its ``windows``
+    words (``tile.acc_words`` per lane), and a store (CONV_ACC) is of exactly that many."""
     if windows > arch.tile.acc_words:
         have = f"{arch.tile.acc_words}-word" if arch.tile.acc_words else "no"
         raise ContractError(
             f"pass {p.index}: tile {u.tile} keeps {windows} partial sums in its accumulation buffer; the "
             f"target has {have} buffers (tile.acc_words)"
+        )
+    if u.to == "acc" and u.acc_words != windows:
+        raise ContractError(
+            f"pass {p.index}: tile {u.tile} stores {u.acc_words} words in its accumulation buffer "
+            f"(CONV_ACC) but makes {windows} outputs"
         )
 
 

@@ -570,11 +570,6 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
                         )
                     cv.psum1 = _Path(clock, [h])
                     lane1.subscribers.append(cv.psum1)
-            elif u.psum_from == "acc":  # the tile's buffer: each partial sum there when its window completes
-                if shapes[u.tile][0] * shapes[u.tile][1] > arch.tile.acc_words:
-                    raise ContractError(
-                        f"pass {p.index}: tile {u.tile} reads more partial sums than its accumulation buffer holds"
-                    )
             elif u.psum_from == "port":
                 for lane, dmas_of_lane in enumerate((psum_dmas, psum_dmas1)[: 2 if u.packed else 1]):
                     if u.tile not in dmas_of_lane or dma is None:
@@ -587,11 +582,13 @@ def naive_pass(lp: LoadedPass, arch: ArchConfig) -> NaiveTiming:
                         cv.psum1 = pd.path
                     else:
                         cv.psum = pd.path
+            # the tile's accumulation buffer: a partial sum there when its window completes (as a bias
+            # start, no input to wait for); outputs stored into it
+            if "acc" in (u.psum_from, u.to) and shapes[u.tile][0] * shapes[u.tile][1] > arch.tile.acc_words:
+                raise ContractError(
+                    f"pass {p.index}: tile {u.tile} uses more words than its accumulation buffer holds"
+                )
             if u.to == "acc":  # into the tile's accumulation buffer(s), ACC_LATENCY after leaving
-                if shapes[u.tile][0] * shapes[u.tile][1] > arch.tile.acc_words:
-                    raise ContractError(
-                        f"pass {p.index}: tile {u.tile} stores more words than its accumulation buffer holds"
-                    )
                 for unit in (cv, cv.lane1) if cv.lane1 is not None else (cv,):
                     writer = _WritePort(None, _Path(clock, [ACC_LATENCY]), u.acc_words)
                     unit.subscribers.append(writer.path)
